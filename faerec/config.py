@@ -1,0 +1,494 @@
+"""Typed run configuration: every key, its type, default and meaning, in one place.
+
+A run is fully described by a :class:`RunConfig`. It is built in three layers:
+
+1. the dataclass defaults below;
+2. a *preset* (``official``: the authors' settings per dataset, backbone and method, spec 2.7
+   and 3.1), chosen by :func:`resolve_config`;
+3. user overrides as dotted keys (``train.max_epochs=20``), from ``--set`` or a study's
+   ``fixed:``/``space:`` sections.
+
+The resolved configuration is saved next to every checkpoint and trial result, so a number can
+always be traced back to the exact settings that produced it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from faerec.errors import ConfigError
+
+BUNDLED_DATASETS = ("beauty", "yelp", "ml-100k")
+BACKBONES = ("sasrec", "fmlprec", "lrurec", "gru4rec")
+GATES = ("dimension", "scalar", "bilinear", "none")
+CURRICULA = ("cosine", "linear", "constant")
+FAERec_SCORING = ("official", "id", "gated")
+EVAL_MODES = ("full", "sampled")
+EVAL_MASKING = ("official", "clean")
+POPULARITY_SOURCES = ("full", "train")
+PRESETS = ("official", "none")
+
+#: Method names a study or ``train --method`` accepts, and the FAERec keys each one sets.
+#: ``backbone`` is the plain ID model; the others are FAERec and its ablations.
+METHODS: dict[str, dict[str, Any]] = {
+    "backbone": {"faerec.enabled": False},
+    "faerec": {"faerec.enabled": True},
+    "faerec-no-gate": {"faerec.enabled": True, "faerec.gate": "none"},
+    "faerec-no-item": {"faerec.enabled": True, "faerec.item_align": False},
+    "faerec-no-feature": {"faerec.enabled": True, "faerec.feature_align": False},
+    "faerec-no-align": {
+        "faerec.enabled": True,
+        "faerec.item_align": False,
+        "faerec.feature_align": False,
+    },
+    "faerec-no-curriculum": {"faerec.enabled": True, "faerec.curriculum": "constant"},
+    "faerec-no-split": {"faerec.enabled": True, "faerec.popularity_split": False},
+    "faerec-id-scoring": {"faerec.enabled": True, "faerec.scoring": "id"},
+}
+
+
+def _doc(text: str, **kwargs: Any) -> Any:
+    """A dataclass field whose documentation travels with it (read by ``describe_keys``)."""
+    return field(metadata={"doc": text}, **kwargs)
+
+
+@dataclass
+class DataConfig:
+    """Which data, and how it is split and grouped (spec 2.3-2.6)."""
+
+    dataset: str = _doc(
+        "bundled name (beauty, yelp, ml-100k) or a path to a folder in the generic format",
+        default="beauty",
+    )
+    max_seq_length: int = _doc("sequences are left-padded/truncated to this length", default=50)
+    head_ratio: float = _doc("share of items (by popularity) that are head items", default=0.2)
+    popularity_source: str = _doc(
+        "'full' counts every interaction, validation and test included (official); "
+        "'train' counts training interactions only (no leakage)",
+        default="full",
+    )
+
+
+@dataclass
+class ModelConfig:
+    """The backbone encoder (spec 1.3, 2.7)."""
+
+    backbone: str = _doc("sasrec | fmlprec | lrurec | gru4rec", default="sasrec")
+    hidden_size: int = _doc("embedding and hidden width d", default=128)
+    num_layers: int = _doc("encoder layers (blocks)", default=2)
+    num_heads: int = _doc("attention heads (SASRec)", default=2)
+    hidden_dropout: float = _doc("dropout on hidden states and embeddings", default=0.5)
+    attention_dropout: float = _doc("dropout on attention probabilities", default=0.5)
+    initializer_range: float = _doc("std of the normal / truncated-normal init", default=0.02)
+
+
+@dataclass
+class FAERecConfig:
+    """FAERec on top of the backbone (spec 1.1-1.9). Ignored when ``enabled`` is false."""
+
+    enabled: bool = _doc("wrap the backbone with FAERec (false = plain backbone)", default=False)
+    gate: str = _doc(
+        "fusion gate: dimension (official) | scalar | bilinear (this project's) | none (even mix)",
+        default="dimension",
+    )
+    tau: float = _doc("InfoNCE temperature of the item-level alignment", default=0.05)
+    gamma: float = _doc("Barlow-Twins off-diagonal weight", default=0.005)
+    align_weight: float = _doc("lambda: weight of the alignment losses in the total", default=0.2)
+    item_align: bool = _doc("use the item-level (InfoNCE) alignment", default=True)
+    feature_align: bool = _doc("use the feature-level (Barlow-Twins) alignment", default=True)
+    popularity_split: bool = _doc(
+        "compute Barlow-Twins separately on the high/low-popularity halves of the batch",
+        default=True,
+    )
+    curriculum: str = _doc("cosine (official, periodic) | linear (monotone ramp) | constant", default="cosine")
+    w_min: float = _doc("lowest item-level weight of the curriculum", default=0.9)
+    w_max: float = _doc("highest item-level weight of the curriculum", default=1.0)
+    period: int = _doc("cosine curriculum period P in epochs", default=30)
+    warmup: int = _doc("epochs of pure item-level alignment before the curriculum starts", default=0)
+    ramp_epochs: int = _doc("linear curriculum: epochs to ramp the item weight from w_max to w_min", default=30)
+    constant_item_weight: float = _doc(
+        "constant curriculum: the fixed item-level weight (feature weight = 1 - it)", default=0.5
+    )
+    scoring: str = _doc(
+        "item table at evaluation: official = LN(E_id + Mapper(E_llm)) | id = E_id | "
+        "gated = the gate applied to both item views",
+        default="official",
+    )
+    pca_init: bool = _doc("initialise the ID table with PCA of the LLM embeddings", default=True)
+    mapper_dropout: float = _doc("dropout inside the LLM adapter MLP", default=0.3)
+    gate_dropout: float = _doc("dropout inside the gate MLP", default=0.1)
+
+
+@dataclass
+class EmbeddingConfig:
+    """Where the LLM item embeddings come from (spec 2.2)."""
+
+    model: str = _doc(
+        "'minilm' (packaged all-MiniLM-L6-v2), a local sentence-transformers model folder, "
+        "or a .npy matrix (row = item id)",
+        default="minilm",
+    )
+    template: str = _doc(
+        "item text template with {field} placeholders; empty = the dataset's default", default=""
+    )
+    cache_dir: str = _doc("embedding cache folder; empty = <repo>/.cache/embeddings", default="")
+    batch_size: int = _doc("sentences per encoder batch", default=64)
+
+
+@dataclass
+class TrainConfig:
+    """The training loop (spec 1.4, 1.9)."""
+
+    lr: float = _doc("Adam learning rate", default=1e-3)
+    weight_decay: float = _doc("Adam weight decay", default=0.0)
+    batch_size: int = _doc("training sequences per batch", default=256)
+    max_epochs: int = _doc("upper bound on training epochs", default=500)
+    patience: int = _doc("validations without improvement before stopping", default=10)
+    eval_start_epoch: int = _doc(
+        "first epoch (0-based) after which validation runs (official star_test: validate when "
+        "epoch > this)",
+        default=0,
+    )
+    eval_every: int = _doc("validate every k epochs once validation has started", default=1)
+    select_metric: str = _doc("validation metric for early stopping and selection", default="ndcg@20")
+    seed: int = _doc("seed for torch, numpy and negative sampling", default=2024)
+    device: str = _doc("auto | cpu | cuda | cuda:N", default="auto")
+    num_threads: int = _doc("torch CPU threads; 0 = leave torch's default", default=0)
+    trim_padding: bool = _doc(
+        "cut each batch to its longest sequence (absolute positions kept)", default=True
+    )
+
+
+@dataclass
+class EvalConfig:
+    """Ranking protocol (spec 2.4, 2.5)."""
+
+    mode: str = _doc("full (rank all items, official) | sampled (answer vs N negatives)", default="full")
+    num_negatives: int = _doc("sampled mode: negatives per user", default=100)
+    masking: str = _doc(
+        "official: history scores set to 0, padding rows rankable | clean: both masked out",
+        default="official",
+    )
+    ks: list[int] = _doc("cut-offs for HR@K and NDCG@K", default_factory=lambda: [5, 10, 20])
+    batch_size: int = _doc("users per evaluation batch", default=1024)
+
+
+@dataclass
+class RunConfig:
+    """Everything one training run needs; serialisable to and from plain JSON."""
+
+    method: str = _doc("backbone | faerec | an ablation name (see METHODS)", default="backbone")
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    faerec: FAERecConfig = field(default_factory=FAERecConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> RunConfig:
+        """Rebuild a config from :meth:`to_dict` output (unknown keys are an error)."""
+        config = cls()
+        for key, value in flatten(payload).items():
+            set_key(config, key, value)
+        validate(config)
+        return config
+
+    def flat(self) -> dict[str, Any]:
+        """``{"section.key": value}`` for every key."""
+        return flatten(self.to_dict())
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "faerec": FAERecConfig,
+    "embedding": EmbeddingConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+}
+
+
+def flatten(payload: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in payload.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def all_keys() -> list[str]:
+    """Every settable dotted key, e.g. ``train.max_epochs``."""
+    keys = ["method"]
+    for section, cls in SECTIONS.items():
+        keys.extend(f"{section}.{f.name}" for f in fields(cls))
+    return keys
+
+
+def key_type(key: str) -> type:
+    """The Python type of a dotted key (raises ConfigError for an unknown key)."""
+    if key == "method":
+        return str
+    section, _, name = key.partition(".")
+    cls = SECTIONS.get(section)
+    if cls is None or name not in {f.name for f in fields(cls)}:
+        raise ConfigError(_unknown_key_message(key))
+    hint = get_type_hints(cls)[name]
+    return hint  # type: ignore[no-any-return]
+
+
+def describe_keys() -> list[tuple[str, str, Any, str]]:
+    """(key, type name, default, documentation) for every key: the source of docs tables."""
+    rows: list[tuple[str, str, Any, str]] = [
+        ("method", "str", "backbone", "backbone | faerec | ablation name")
+    ]
+    for section, cls in SECTIONS.items():
+        hints = get_type_hints(cls)
+        defaults = cls()
+        for f in fields(cls):
+            rows.append(
+                (f"{section}.{f.name}", _type_name(hints[f.name]), getattr(defaults, f.name), f.metadata.get("doc", ""))
+            )
+    return rows
+
+
+def _type_name(hint: Any) -> str:
+    if get_origin(hint) is list:
+        return f"list[{get_args(hint)[0].__name__}]"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _unknown_key_message(key: str) -> str:
+    close = difflib.get_close_matches(key, all_keys(), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"unknown configuration key '{key}'{hint}"
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Convert ``value`` (a YAML scalar or a ``--set`` string) to the key's type, or raise."""
+    hint = key_type(key)
+    try:
+        if get_origin(hint) is list:
+            (inner,) = get_args(hint)
+            if isinstance(value, str):
+                value = [v for v in value.strip("[]").split(",") if v.strip()]
+            if not isinstance(value, (list, tuple)):
+                raise ValueError
+            return [_coerce_scalar(inner, v) for v in value]
+        return _coerce_scalar(hint, value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{key}: expected {_type_name(hint)}, got {value!r}"
+        ) from None
+
+
+def _coerce_scalar(hint: Any, value: Any) -> Any:
+    if get_origin(hint) is Union:
+        hint = next(a for a in get_args(hint) if a is not type(None))
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ValueError
+    if hint is int:
+        if isinstance(value, bool):
+            raise ValueError
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError
+            return int(value)
+        return int(str(value).strip())
+    if hint is float:
+        if isinstance(value, bool):
+            raise ValueError
+        return float(value)
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ValueError
+        return str(value)
+    raise TypeError(hint)
+
+
+def set_key(config: RunConfig, key: str, value: Any) -> None:
+    """Set one dotted key on ``config`` after type coercion."""
+    value = coerce(key, value)
+    if key == "method":
+        config.method = value
+        return
+    section, _, name = key.partition(".")
+    setattr(getattr(config, section), name, value)
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...] | list[str]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: expected one of {', '.join(allowed)}, got {value!r}")
+
+
+def validate(config: RunConfig) -> None:
+    """Check value ranges and choices; raise ConfigError naming the key."""
+    _choice("method", config.method, list(METHODS))
+    _choice("model.backbone", config.model.backbone, BACKBONES)
+    _choice("faerec.gate", config.faerec.gate, GATES)
+    _choice("faerec.curriculum", config.faerec.curriculum, CURRICULA)
+    _choice("faerec.scoring", config.faerec.scoring, FAERec_SCORING)
+    _choice("eval.mode", config.eval.mode, EVAL_MODES)
+    _choice("eval.masking", config.eval.masking, EVAL_MASKING)
+    _choice("data.popularity_source", config.data.popularity_source, POPULARITY_SOURCES)
+    positive = {
+        "data.max_seq_length": config.data.max_seq_length,
+        "model.hidden_size": config.model.hidden_size,
+        "model.num_layers": config.model.num_layers,
+        "model.num_heads": config.model.num_heads,
+        "faerec.tau": config.faerec.tau,
+        "faerec.period": config.faerec.period,
+        "faerec.ramp_epochs": config.faerec.ramp_epochs,
+        "train.lr": config.train.lr,
+        "train.batch_size": config.train.batch_size,
+        "train.max_epochs": config.train.max_epochs,
+        "train.patience": config.train.patience,
+        "train.eval_every": config.train.eval_every,
+        "eval.num_negatives": config.eval.num_negatives,
+        "eval.batch_size": config.eval.batch_size,
+        "embedding.batch_size": config.embedding.batch_size,
+    }
+    for key, value in positive.items():
+        if not value > 0:
+            raise ConfigError(f"{key}: expected a positive number, got {value!r}")
+    probabilities = {
+        "data.head_ratio": config.data.head_ratio,
+        "model.hidden_dropout": config.model.hidden_dropout,
+        "model.attention_dropout": config.model.attention_dropout,
+        "faerec.mapper_dropout": config.faerec.mapper_dropout,
+        "faerec.gate_dropout": config.faerec.gate_dropout,
+        "faerec.w_min": config.faerec.w_min,
+        "faerec.w_max": config.faerec.w_max,
+        "faerec.constant_item_weight": config.faerec.constant_item_weight,
+    }
+    for key, value in probabilities.items():
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{key}: expected a value in [0, 1], got {value!r}")
+    if config.faerec.w_min > config.faerec.w_max:
+        raise ConfigError(
+            f"faerec.w_min: expected <= faerec.w_max ({config.faerec.w_max}), got {config.faerec.w_min}"
+        )
+    for key, value in {
+        "faerec.gamma": config.faerec.gamma,
+        "faerec.align_weight": config.faerec.align_weight,
+        "faerec.warmup": config.faerec.warmup,
+        "train.weight_decay": config.train.weight_decay,
+        "train.eval_start_epoch": config.train.eval_start_epoch,
+        "train.num_threads": config.train.num_threads,
+    }.items():
+        if value < 0:
+            raise ConfigError(f"{key}: expected a non-negative number, got {value!r}")
+    if not config.eval.ks or any(k <= 0 for k in config.eval.ks):
+        raise ConfigError(f"eval.ks: expected positive cut-offs, got {config.eval.ks!r}")
+    metric = config.train.select_metric
+    name, _, k = metric.partition("@")
+    if name not in ("ndcg", "hr") or not k.isdigit() or int(k) not in config.eval.ks:
+        raise ConfigError(
+            f"train.select_metric: expected ndcg@K or hr@K with K in eval.ks {config.eval.ks}, got {metric!r}"
+        )
+    if config.model.backbone == "sasrec" and config.model.hidden_size % config.model.num_heads:
+        raise ConfigError(
+            f"model.num_heads: expected a divisor of model.hidden_size ({config.model.hidden_size}), "
+            f"got {config.model.num_heads}"
+        )
+
+
+# --- presets -------------------------------------------------------------------------------
+
+#: Plain-backbone settings of the official logs (spec 2.7): dropout, star_test.
+_PLAIN_BACKBONE: dict[str, dict[str, Any]] = {
+    "sasrec": {"model.hidden_dropout": 0.5, "model.attention_dropout": 0.5, "train.eval_start_epoch": 200},
+    "fmlprec": {"model.hidden_dropout": 0.5, "model.attention_dropout": 0.5, "train.eval_start_epoch": 300},
+    "lrurec": {"model.hidden_dropout": 0.4, "model.attention_dropout": 0.4, "train.eval_start_epoch": 100},
+    # GRU4Rec is not in the official code; the SASRec settings serve as its preset.
+    "gru4rec": {"model.hidden_dropout": 0.5, "model.attention_dropout": 0.5, "train.eval_start_epoch": 200},
+}
+
+#: FAERec settings of the official logs (spec 3.1), per (dataset, backbone). Food is not bundled.
+_FAERec_RUNS: dict[tuple[str, str], dict[str, Any]] = {
+    ("beauty", "sasrec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.9, "faerec.period": 30, "train.eval_start_epoch": 60},
+    ("beauty", "fmlprec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.7, "faerec.period": 30, "train.eval_start_epoch": 60},
+    ("beauty", "lrurec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.9, "faerec.period": 15, "train.eval_start_epoch": 60},
+    ("yelp", "sasrec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.3, "faerec.period": 25, "train.eval_start_epoch": 50},
+    ("yelp", "fmlprec"): {"faerec.align_weight": 0.1, "faerec.w_min": 0.3, "faerec.period": 30, "train.eval_start_epoch": 60},
+    ("yelp", "lrurec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.3, "faerec.period": 15, "train.eval_start_epoch": 45},
+    ("food", "sasrec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.7, "faerec.period": 20, "train.eval_start_epoch": 60},
+    ("food", "fmlprec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.3, "faerec.period": 30, "train.eval_start_epoch": 60},
+    ("food", "lrurec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.3, "faerec.period": 25, "train.eval_start_epoch": 50},
+}
+
+
+def preset_overrides(preset: str, dataset: str, backbone: str, method: str) -> dict[str, Any]:
+    """The dotted-key settings a preset gives one (dataset, backbone, method) cell."""
+    _choice("preset", preset, PRESETS)
+    _choice("method", method, list(METHODS))
+    if preset == "none":
+        return dict(METHODS[method])
+    if not METHODS[method].get("faerec.enabled"):
+        return {**_PLAIN_BACKBONE.get(backbone, {}), **METHODS[method]}
+    # FAERec: dropout 0.4 everywhere; per-run curriculum; datasets without an official run
+    # (ml-100k, user data) use the Beauty settings of the same backbone.
+    key = (dataset, backbone) if (dataset, backbone) in _FAERec_RUNS else ("beauty", backbone)
+    if key not in _FAERec_RUNS:
+        key = ("beauty", "sasrec")
+    return {
+        "model.hidden_dropout": 0.4,
+        "model.attention_dropout": 0.4,
+        **_FAERec_RUNS[key],
+        **METHODS[method],
+    }
+
+
+def resolve_config(
+    dataset: str = "beauty",
+    backbone: str = "sasrec",
+    method: str = "backbone",
+    preset: str = "official",
+    overrides: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Defaults, then the preset of the cell, then ``overrides``; validated."""
+    config = RunConfig()
+    set_key(config, "method", method)
+    set_key(config, "data.dataset", dataset)
+    set_key(config, "model.backbone", backbone)
+    dataset_key = dataset if dataset in BUNDLED_DATASETS else "custom"
+    for key, value in preset_overrides(preset, dataset_key, backbone, method).items():
+        set_key(config, key, value)
+    for key, value in (overrides or {}).items():
+        if key in ("method", "model.backbone", "data.dataset"):
+            raise ConfigError(f"{key}: set it with its own option, not as an override")
+        set_key(config, key, value)
+    validate(config)
+    return config
+
+
+def parse_set_arguments(pairs: list[str]) -> dict[str, Any]:
+    """``["train.lr=0.01", ...]`` -> ``{"train.lr": "0.01"}`` (values coerced later)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {pair!r}: expected section.key=value")
+        key = key.strip()
+        key_type(key)  # unknown key -> ConfigError
+        out[key] = value.strip()
+    return out

@@ -1,0 +1,105 @@
+"""Plain-data results of one run: what training hands to the study layer and the report.
+
+Nothing here holds a tensor, so the study store and the report can read and write these
+without torch. The tidy row layout is the project's one results table:
+``study, dataset, backbone, method, seed, split, group, metric, k, value, n_users``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+TIDY_COLUMNS = (
+    "study",
+    "dataset",
+    "backbone",
+    "method",
+    "seed",
+    "split",
+    "group",
+    "metric",
+    "k",
+    "value",
+    "n_users",
+)
+
+
+@dataclass
+class GroupMetrics:
+    """Metrics of one user group: ``values`` maps ``"ndcg@10"`` -> value."""
+
+    group: str
+    n_users: int
+    values: dict[str, float]
+
+
+@dataclass
+class EpochReport:
+    """What the per-epoch hook sees after each training epoch.
+
+    ``valid`` is None on epochs without validation. ``checkpoint_dir`` is set when the trainer
+    has just written a resumable checkpoint there.
+    """
+
+    epoch: int
+    loss: float
+    loss_parts: dict[str, float]
+    valid: dict[str, float] | None
+    best_value: float | None
+    best_epoch: int | None
+    seconds: float
+    checkpoint_dir: str | None = None
+    #: curriculum weights used this epoch (FAERec only)
+    weights: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    """The outcome of :func:`faerec.training.run_trial`."""
+
+    config: dict[str, Any]
+    best_epoch: int
+    best_value: float
+    select_metric: str
+    epochs_trained: int
+    stop_reason: str  # "early_stopping" | "max_epochs" | "hook"
+    valid: list[GroupMetrics]
+    test: list[GroupMetrics] | None
+    history: list[EpochReport]
+    seconds: float
+    #: per-user test ranks (1-based, 0 = not in the top max-K) for paired per-user tests
+    test_ranks: list[int] | None = None
+    test_user_index: list[int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> RunResult:
+        data = dict(payload)
+        data["valid"] = [GroupMetrics(**g) for g in data["valid"]]
+        data["test"] = None if data.get("test") is None else [GroupMetrics(**g) for g in data["test"]]
+        data["history"] = [EpochReport(**h) for h in data["history"]]
+        return cls(**data)
+
+    def tidy_rows(self, study: str, seed: int | None = None) -> list[dict[str, Any]]:
+        """One row per (split, group, metric, k)."""
+        cfg = self.config
+        base = {
+            "study": study,
+            "dataset": cfg["data"]["dataset"],
+            "backbone": cfg["model"]["backbone"],
+            "method": cfg["method"],
+            "seed": cfg["train"]["seed"] if seed is None else seed,
+        }
+        rows: list[dict[str, Any]] = []
+        for split, groups in (("valid", self.valid), ("test", self.test or [])):
+            for g in groups:
+                for name, value in sorted(g.values.items()):
+                    metric, _, k = name.partition("@")
+                    rows.append(
+                        {**base, "split": split, "group": g.group, "metric": metric, "k": int(k),
+                         "value": float(value), "n_users": g.n_users}
+                    )
+        return rows

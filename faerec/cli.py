@@ -16,7 +16,7 @@ import sys
 
 from faerec.errors import FaerecError
 
-COMMAND_MODULES = ("train", "embed", "study", "report")
+COMMAND_MODULES = ("train", "embed", "prepare", "study", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

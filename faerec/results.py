@@ -71,6 +71,11 @@ class RunResult:
     #: per-user test ranks (1-based, 0 = not in the top max-K) for paired per-user tests
     test_ranks: list[int] | None = None
     test_user_index: list[int] | None = None
+    #: dataset and protocol facts for report headers: users, items, interactions,
+    #: n_head_items, n_tail_items, n_eval_users, head_ratio, popularity_source, eval mode/masking
+    data_stats: dict[str, Any] = field(default_factory=dict)
+    #: device, torch/numpy versions, embedding model and its cache key
+    environment: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -149,8 +149,9 @@ class TrainConfig:
     max_epochs: int = _doc("upper bound on training epochs", default=500)
     patience: int = _doc("validations without improvement before stopping", default=10)
     eval_start_epoch: int = _doc(
-        "first epoch (0-based) after which validation runs (official star_test: validate when "
-        "epoch > this)",
+        "first epoch (0-based) at which validation runs; the official star_test S means S + 1 "
+        "(the official code validates when epoch > S). If max_epochs ends earlier, the last "
+        "epoch is validated so that a best model always exists",
         default=0,
     )
     eval_every: int = _doc("validate every k epochs once validation has started", default=1)
@@ -416,24 +417,24 @@ def validate(config: RunConfig) -> None:
 
 #: Plain-backbone settings of the official logs (spec 2.7): dropout, star_test.
 _PLAIN_BACKBONE: dict[str, dict[str, Any]] = {
-    "sasrec": {"model.hidden_dropout": 0.5, "model.attention_dropout": 0.5, "train.eval_start_epoch": 200},
-    "fmlprec": {"model.hidden_dropout": 0.5, "model.attention_dropout": 0.5, "train.eval_start_epoch": 300},
-    "lrurec": {"model.hidden_dropout": 0.4, "model.attention_dropout": 0.4, "train.eval_start_epoch": 100},
+    "sasrec": {"model.hidden_dropout": 0.5, "model.attention_dropout": 0.5, "train.eval_start_epoch": 201},
+    "fmlprec": {"model.hidden_dropout": 0.5, "model.attention_dropout": 0.5, "train.eval_start_epoch": 301},
+    "lrurec": {"model.hidden_dropout": 0.4, "model.attention_dropout": 0.4, "train.eval_start_epoch": 101},
     # GRU4Rec is not in the official code; the SASRec settings serve as its preset.
-    "gru4rec": {"model.hidden_dropout": 0.5, "model.attention_dropout": 0.5, "train.eval_start_epoch": 200},
+    "gru4rec": {"model.hidden_dropout": 0.5, "model.attention_dropout": 0.5, "train.eval_start_epoch": 201},
 }
 
 #: FAERec settings of the official logs (spec 3.1), per (dataset, backbone). Food is not bundled.
 _FAERec_RUNS: dict[tuple[str, str], dict[str, Any]] = {
-    ("beauty", "sasrec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.9, "faerec.period": 30, "train.eval_start_epoch": 60},
-    ("beauty", "fmlprec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.7, "faerec.period": 30, "train.eval_start_epoch": 60},
-    ("beauty", "lrurec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.9, "faerec.period": 15, "train.eval_start_epoch": 60},
-    ("yelp", "sasrec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.3, "faerec.period": 25, "train.eval_start_epoch": 50},
-    ("yelp", "fmlprec"): {"faerec.align_weight": 0.1, "faerec.w_min": 0.3, "faerec.period": 30, "train.eval_start_epoch": 60},
-    ("yelp", "lrurec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.3, "faerec.period": 15, "train.eval_start_epoch": 45},
-    ("food", "sasrec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.7, "faerec.period": 20, "train.eval_start_epoch": 60},
-    ("food", "fmlprec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.3, "faerec.period": 30, "train.eval_start_epoch": 60},
-    ("food", "lrurec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.3, "faerec.period": 25, "train.eval_start_epoch": 50},
+    ("beauty", "sasrec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.9, "faerec.period": 30, "train.eval_start_epoch": 61},
+    ("beauty", "fmlprec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.7, "faerec.period": 30, "train.eval_start_epoch": 61},
+    ("beauty", "lrurec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.9, "faerec.period": 15, "train.eval_start_epoch": 61},
+    ("yelp", "sasrec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.3, "faerec.period": 25, "train.eval_start_epoch": 51},
+    ("yelp", "fmlprec"): {"faerec.align_weight": 0.1, "faerec.w_min": 0.3, "faerec.period": 30, "train.eval_start_epoch": 61},
+    ("yelp", "lrurec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.3, "faerec.period": 15, "train.eval_start_epoch": 46},
+    ("food", "sasrec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.7, "faerec.period": 20, "train.eval_start_epoch": 61},
+    ("food", "fmlprec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.3, "faerec.period": 30, "train.eval_start_epoch": 61},
+    ("food", "lrurec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.3, "faerec.period": 25, "train.eval_start_epoch": 51},
 }
 
 

@@ -104,12 +104,18 @@ class FAERecConfig:
         "compute Barlow-Twins separately on the high/low-popularity halves of the batch",
         default=True,
     )
-    curriculum: str = _doc("cosine (official, periodic) | linear (monotone ramp) | constant", default="cosine")
+    curriculum: str = _doc(
+        "cosine (official, periodic) | linear (monotone ramp) | constant", default="cosine"
+    )
     w_min: float = _doc("lowest item-level weight of the curriculum", default=0.9)
     w_max: float = _doc("highest item-level weight of the curriculum", default=1.0)
     period: int = _doc("cosine curriculum period P in epochs", default=30)
-    warmup: int = _doc("epochs of pure item-level alignment before the curriculum starts", default=0)
-    ramp_epochs: int = _doc("linear curriculum: epochs to ramp the item weight from w_max to w_min", default=30)
+    warmup: int = _doc(
+        "epochs of pure item-level alignment before the curriculum starts", default=0
+    )
+    ramp_epochs: int = _doc(
+        "linear curriculum: epochs to ramp the item weight from w_max to w_min", default=30
+    )
     constant_item_weight: float = _doc(
         "constant curriculum: the fixed item-level weight (feature weight = 1 - it)", default=0.5
     )
@@ -155,7 +161,9 @@ class TrainConfig:
         default=0,
     )
     eval_every: int = _doc("validate every k epochs once validation has started", default=1)
-    select_metric: str = _doc("validation metric for early stopping and selection", default="ndcg@20")
+    select_metric: str = _doc(
+        "validation metric for early stopping and selection", default="ndcg@20"
+    )
     seed: int = _doc("seed for torch, numpy and negative sampling", default=2024)
     device: str = _doc("auto | cpu | cuda | cuda:N", default="auto")
     num_threads: int = _doc("torch CPU threads; 0 = leave torch's default", default=0)
@@ -168,7 +176,9 @@ class TrainConfig:
 class EvalConfig:
     """Ranking protocol (spec 2.4, 2.5)."""
 
-    mode: str = _doc("full (rank all items, official) | sampled (answer vs N negatives)", default="full")
+    mode: str = _doc(
+        "full (rank all items, official) | sampled (answer vs N negatives)", default="full"
+    )
     num_negatives: int = _doc("sampled mode: negatives per user", default=100)
     masking: str = _doc(
         "official: history scores set to 0, padding rows rankable | clean: both masked out",
@@ -261,7 +271,12 @@ def describe_keys() -> list[tuple[str, str, Any, str]]:
         defaults = cls()
         for f in fields(cls):
             rows.append(
-                (f"{section}.{f.name}", _type_name(hints[f.name]), getattr(defaults, f.name), f.metadata.get("doc", ""))
+                (
+                    f"{section}.{f.name}",
+                    _type_name(hints[f.name]),
+                    getattr(defaults, f.name),
+                    f.metadata.get("doc", ""),
+                )
             )
     return rows
 
@@ -291,9 +306,7 @@ def coerce(key: str, value: Any) -> Any:
             return [_coerce_scalar(inner, v) for v in value]
         return _coerce_scalar(hint, value)
     except (TypeError, ValueError):
-        raise ConfigError(
-            f"{key}: expected {_type_name(hint)}, got {value!r}"
-        ) from None
+        raise ConfigError(f"{key}: expected {_type_name(hint)}, got {value!r}") from None
 
 
 def _coerce_scalar(hint: Any, value: Any) -> Any:
@@ -386,7 +399,8 @@ def validate(config: RunConfig) -> None:
             raise ConfigError(f"{key}: expected a value in [0, 1], got {value!r}")
     if config.faerec.w_min > config.faerec.w_max:
         raise ConfigError(
-            f"faerec.w_min: expected <= faerec.w_max ({config.faerec.w_max}), got {config.faerec.w_min}"
+            f"faerec.w_min: expected <= faerec.w_max ({config.faerec.w_max}), "
+            f"got {config.faerec.w_min}"
         )
     for key, value in {
         "faerec.gamma": config.faerec.gamma,
@@ -404,11 +418,13 @@ def validate(config: RunConfig) -> None:
     name, _, k = metric.partition("@")
     if name not in ("ndcg", "hr") or not k.isdigit() or int(k) not in config.eval.ks:
         raise ConfigError(
-            f"train.select_metric: expected ndcg@K or hr@K with K in eval.ks {config.eval.ks}, got {metric!r}"
+            f"train.select_metric: expected ndcg@K or hr@K with K in eval.ks {config.eval.ks}, "
+            f"got {metric!r}"
         )
     if config.model.backbone == "sasrec" and config.model.hidden_size % config.model.num_heads:
         raise ConfigError(
-            f"model.num_heads: expected a divisor of model.hidden_size ({config.model.hidden_size}), "
+            "model.num_heads: expected a divisor of model.hidden_size "
+            f"({config.model.hidden_size}), "
             f"got {config.model.num_heads}"
         )
 
@@ -417,24 +433,85 @@ def validate(config: RunConfig) -> None:
 
 #: Plain-backbone settings of the official logs (spec 2.7): dropout, star_test.
 _PLAIN_BACKBONE: dict[str, dict[str, Any]] = {
-    "sasrec": {"model.hidden_dropout": 0.5, "model.attention_dropout": 0.5, "train.eval_start_epoch": 201},
-    "fmlprec": {"model.hidden_dropout": 0.5, "model.attention_dropout": 0.5, "train.eval_start_epoch": 301},
-    "lrurec": {"model.hidden_dropout": 0.4, "model.attention_dropout": 0.4, "train.eval_start_epoch": 101},
+    "sasrec": {
+        "model.hidden_dropout": 0.5,
+        "model.attention_dropout": 0.5,
+        "train.eval_start_epoch": 201,
+    },
+    "fmlprec": {
+        "model.hidden_dropout": 0.5,
+        "model.attention_dropout": 0.5,
+        "train.eval_start_epoch": 301,
+    },
+    "lrurec": {
+        "model.hidden_dropout": 0.4,
+        "model.attention_dropout": 0.4,
+        "train.eval_start_epoch": 101,
+    },
     # GRU4Rec is not in the official code; the SASRec settings serve as its preset.
-    "gru4rec": {"model.hidden_dropout": 0.5, "model.attention_dropout": 0.5, "train.eval_start_epoch": 201},
+    "gru4rec": {
+        "model.hidden_dropout": 0.5,
+        "model.attention_dropout": 0.5,
+        "train.eval_start_epoch": 201,
+    },
 }
 
 #: FAERec settings of the official logs (spec 3.1), per (dataset, backbone). Food is not bundled.
 _FAERec_RUNS: dict[tuple[str, str], dict[str, Any]] = {
-    ("beauty", "sasrec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.9, "faerec.period": 30, "train.eval_start_epoch": 61},
-    ("beauty", "fmlprec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.7, "faerec.period": 30, "train.eval_start_epoch": 61},
-    ("beauty", "lrurec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.9, "faerec.period": 15, "train.eval_start_epoch": 61},
-    ("yelp", "sasrec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.3, "faerec.period": 25, "train.eval_start_epoch": 51},
-    ("yelp", "fmlprec"): {"faerec.align_weight": 0.1, "faerec.w_min": 0.3, "faerec.period": 30, "train.eval_start_epoch": 61},
-    ("yelp", "lrurec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.3, "faerec.period": 15, "train.eval_start_epoch": 46},
-    ("food", "sasrec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.7, "faerec.period": 20, "train.eval_start_epoch": 61},
-    ("food", "fmlprec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.3, "faerec.period": 30, "train.eval_start_epoch": 61},
-    ("food", "lrurec"): {"faerec.align_weight": 0.2, "faerec.w_min": 0.3, "faerec.period": 25, "train.eval_start_epoch": 51},
+    ("beauty", "sasrec"): {
+        "faerec.align_weight": 0.2,
+        "faerec.w_min": 0.9,
+        "faerec.period": 30,
+        "train.eval_start_epoch": 61,
+    },
+    ("beauty", "fmlprec"): {
+        "faerec.align_weight": 0.2,
+        "faerec.w_min": 0.7,
+        "faerec.period": 30,
+        "train.eval_start_epoch": 61,
+    },
+    ("beauty", "lrurec"): {
+        "faerec.align_weight": 0.2,
+        "faerec.w_min": 0.9,
+        "faerec.period": 15,
+        "train.eval_start_epoch": 61,
+    },
+    ("yelp", "sasrec"): {
+        "faerec.align_weight": 0.2,
+        "faerec.w_min": 0.3,
+        "faerec.period": 25,
+        "train.eval_start_epoch": 51,
+    },
+    ("yelp", "fmlprec"): {
+        "faerec.align_weight": 0.1,
+        "faerec.w_min": 0.3,
+        "faerec.period": 30,
+        "train.eval_start_epoch": 61,
+    },
+    ("yelp", "lrurec"): {
+        "faerec.align_weight": 0.2,
+        "faerec.w_min": 0.3,
+        "faerec.period": 15,
+        "train.eval_start_epoch": 46,
+    },
+    ("food", "sasrec"): {
+        "faerec.align_weight": 0.2,
+        "faerec.w_min": 0.7,
+        "faerec.period": 20,
+        "train.eval_start_epoch": 61,
+    },
+    ("food", "fmlprec"): {
+        "faerec.align_weight": 0.2,
+        "faerec.w_min": 0.3,
+        "faerec.period": 30,
+        "train.eval_start_epoch": 61,
+    },
+    ("food", "lrurec"): {
+        "faerec.align_weight": 0.2,
+        "faerec.w_min": 0.3,
+        "faerec.period": 25,
+        "train.eval_start_epoch": 51,
+    },
 }
 
 

@@ -30,7 +30,9 @@ class DataError(FaerecError):
 
     exit_code = 2
 
-    def __init__(self, message: str, *, path: str | Path | None = None, line: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, path: str | Path | None = None, line: int | None = None
+    ) -> None:
         location = ""
         if path is not None:
             location = f"{path}:{line}: " if line is not None else f"{path}: "

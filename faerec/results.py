@@ -84,7 +84,9 @@ class RunResult:
     def from_dict(cls, payload: dict[str, Any]) -> RunResult:
         data = dict(payload)
         data["valid"] = [GroupMetrics(**g) for g in data["valid"]]
-        data["test"] = None if data.get("test") is None else [GroupMetrics(**g) for g in data["test"]]
+        data["test"] = (
+            None if data.get("test") is None else [GroupMetrics(**g) for g in data["test"]]
+        )
         data["history"] = [EpochReport(**h) for h in data["history"]]
         return cls(**data)
 
@@ -104,7 +106,14 @@ class RunResult:
                 for name, value in sorted(g.values.items()):
                     metric, _, k = name.partition("@")
                     rows.append(
-                        {**base, "split": split, "group": g.group, "metric": metric, "k": int(k),
-                         "value": float(value), "n_users": g.n_users}
+                        {
+                            **base,
+                            "split": split,
+                            "group": g.group,
+                            "metric": metric,
+                            "k": int(k),
+                            "value": float(value),
+                            "n_users": g.n_users,
+                        }
                     )
         return rows

@@ -139,7 +139,9 @@ class SequentialRecommender(nn.Module, ABC):
         return self.last_state(input_ids) @ table.T
 
 
-def bce_next_item_loss(states: Tensor, item_table: Tensor, target_pos: Tensor, target_neg: Tensor) -> Tensor:
+def bce_next_item_loss(
+    states: Tensor, item_table: Tensor, target_pos: Tensor, target_neg: Tensor
+) -> Tensor:
     """Spec 1.4: BCE of positive vs one negative per real position, on ``item_table`` rows.
 
     ``states`` [B, T, d]; targets [B, T] aligned with states (0 = no target there).

@@ -570,3 +570,34 @@ def parse_set_arguments(pairs: list[str]) -> dict[str, Any]:
         key_type(key)  # unknown key -> ConfigError
         out[key] = value.strip()
     return out
+
+
+def keys_markdown() -> str:
+    """The reference table of every key, as committed in docs/configuration.md."""
+    lines = [
+        "# Configuration keys",
+        "",
+        "Generated from `faerec/config.py` by `python -m faerec.config > docs/configuration.md`;",
+        "a test keeps this file in step with the code. Set any key with",
+        "`faerec-study train --set section.key=value`, or in a study's `fixed:` / `search.space:`.",
+        "",
+        "| key | type | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for key, type_name, default, doc in describe_keys():
+        lines.append(f"| `{key}` | {type_name} | `{default!r}` | {doc.replace('|', '/')} |")
+    lines += [
+        "",
+        "## Methods",
+        "",
+        "| method | keys it sets |",
+        "|---|---|",
+    ]
+    for method, keys in METHODS.items():
+        settings = ", ".join(f"`{k}={v}`" for k, v in keys.items())
+        lines.append(f"| `{method}` | {settings} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(keys_markdown(), end="")

@@ -101,3 +101,14 @@ def test_every_method_resolves_for_every_backbone() -> None:
     for method in METHODS:
         for backbone in ("sasrec", "fmlprec", "lrurec", "gru4rec"):
             resolve_config("beauty", backbone, method)
+
+
+def test_configuration_reference_is_up_to_date() -> None:
+    from pathlib import Path
+
+    from faerec.config import keys_markdown
+
+    reference = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+    assert reference.read_text() == keys_markdown(), (
+        "run: python -m faerec.config > docs/configuration.md"
+    )

@@ -48,7 +48,8 @@ class SplitPart:
 
     ``input_ids`` [N, L]; ``target_pos`` [N, L] (train: next item at every position, 0 on padding;
     valid/test: as the official dataset builds them); ``answer`` [N] (the item to predict,
-    valid/test only; train: last target); ``user_index`` [N] (row of the user in the dataset).
+    valid/test only; train: 0, as in the official dataset); ``user_index`` [N] (row of the user
+    in the dataset).
     """
 
     input_ids: np.ndarray
@@ -83,3 +84,5 @@ class PopularityGroups:
     bucket_labels: list[str]
     is_head_user: np.ndarray  # bool, indexed by dataset row
     train_popularity: np.ndarray  # counts over seq[:-2] per item, never-seen items = 1 (spec 1.7)
+    head_ratio: float = 0.2  # the share of items (and users) that are head
+    source: str = "full"  # what item_counts counted: 'full' sequences or 'train' (seq[:-2])

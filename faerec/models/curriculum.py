@@ -49,9 +49,7 @@ def curriculum_weights(config: FAERecConfig, epoch: int) -> tuple[float, float]:
     if epoch < 0:
         raise ValueError(f"curriculum_weights: epoch must be >= 0, got {epoch}")
     if config.curriculum == "cosine":
-        w_item = cosine_item_weight(
-            epoch, config.w_min, config.w_max, config.period, config.warmup
-        )
+        w_item = cosine_item_weight(epoch, config.w_min, config.w_max, config.period, config.warmup)
     elif config.curriculum == "linear":
         w_item = linear_item_weight(
             epoch, config.w_min, config.w_max, config.ramp_epochs, config.warmup

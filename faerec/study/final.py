@@ -1,0 +1,173 @@
+"""The final stage: each cell's chosen configuration, retrained with several seeds, tested once.
+
+The configuration comes from the cell's ``best.json`` (the best trial, or the preset for a cell
+without a space). Seed ``i`` (0-based) trains with ``train.seed = <the cell's train.seed> + i``,
+i.e. 2024, 2025, ... with the default seed. Runs are Ray tasks, at most ``max_concurrent`` at a
+time, each pinned to its CPUs like a trial. A seed whose ``final/seed_<s>.json`` exists is never
+run again; a running seed keeps a resumable checkpoint in ``final/seed_<s>.ckpt/`` (removed once
+its JSON is written), so a killed study loses at most the epoch in progress.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from faerec.study.progress import ProgressView
+from faerec.study.spec import Cell, StudySpec
+from faerec.study.store import StudyStore, read_json, write_json_atomic
+from faerec.study.trainable import error_message
+
+#: how often the driver wakes up to check for Ctrl-C while seeds train
+POLL_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class FinalJob:
+    cell_id: str
+    seed: int
+    config: dict[str, Any]
+    output: Path
+    checkpoint_dir: Path
+
+
+def train_final_seed(config: dict[str, Any], checkpoint_dir: str) -> dict[str, Any]:
+    """Runs in a Ray worker: one full training with test evaluation; errors come back as text."""
+    import ray
+
+    from faerec.config import RunConfig, set_key
+
+    try:
+        from faerec.training import run_trial
+
+        run_config = RunConfig.from_dict(config)
+        assigned = ray.get_runtime_context().get_assigned_resources()
+        if run_config.train.num_threads == 0:
+            set_key(run_config, "train.num_threads", max(1, int(assigned.get("CPU", 1))))
+        if run_config.train.device == "auto" and assigned.get("GPU", 0) <= 0:
+            set_key(run_config, "train.device", "cpu")
+        result = run_trial(run_config, checkpoint_dir=checkpoint_dir, evaluate_test=True)
+    except Exception as error:
+        return {"error": error_message(error)}
+    return {"result": result.to_dict()}
+
+
+class FinalStage:
+    def __init__(
+        self, spec: StudySpec, store: StudyStore, progress: ProgressView, guard: Any
+    ) -> None:
+        self.spec = spec
+        self.store = store
+        self.progress = progress
+        self.guard = guard
+        self.totals: dict[str, int] = {}
+        self.done: dict[str, int] = {}
+
+    def plan(self, cells: list[Cell]) -> list[FinalJob]:
+        """The seeds still to run, per cell, in cell order."""
+        jobs: list[FinalJob] = []
+        for cell in cells:
+            cell_store = self.store.cell(cell.cell_id)
+            if not cell_store.best_json.exists() or self.spec.final_seeds == 0:
+                continue
+            config = read_json(cell_store.best_json)["config"]
+            base_seed = int(config["train"]["seed"])
+            seeds = [base_seed + i for i in range(self.spec.final_seeds)]
+            done = set(cell_store.done_seeds())
+            self.totals[cell.cell_id] = len(seeds)
+            self.done[cell.cell_id] = len(done & set(seeds))
+            for seed in seeds:
+                if seed in done:
+                    continue
+                seeded = {**config, "train": {**config["train"], "seed": seed}}
+                jobs.append(
+                    FinalJob(
+                        cell.cell_id,
+                        seed,
+                        seeded,
+                        cell_store.seed_json(seed),
+                        cell_store.seed_checkpoint_dir(seed),
+                    )
+                )
+            self.show(cell.cell_id, running=0)
+        return jobs
+
+    def show(self, cell_id: str, running: int, eta_at: float | None = None) -> None:
+        self.progress.update(
+            cell_id,
+            stage="final" if self.done[cell_id] < self.totals[cell_id] else "done",
+            final_done=self.done[cell_id],
+            final_total=self.totals[cell_id],
+            running=running,
+            eta_at=eta_at,
+        )
+
+    def run(
+        self, jobs: list[FinalJob], max_concurrent: int, resources: dict[str, float]
+    ) -> list[str]:
+        """Train every job; returns one error line per failed seed."""
+        import ray
+
+        remote = ray.remote(train_final_seed).options(
+            num_cpus=resources["cpu"], num_gpus=resources["gpu"], max_retries=2
+        )
+        queue = list(jobs)
+        pending: dict[Any, tuple[FinalJob, float]] = {}
+        durations: list[float] = []
+        errors: list[str] = []
+        try:
+            while queue or pending:
+                while queue and len(pending) < max_concurrent:
+                    job = queue.pop(0)
+                    job.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+                    ref = remote.remote(job.config, str(job.checkpoint_dir))
+                    pending[ref] = (job, time.monotonic())
+                    self._show_running(pending, queue, durations, max_concurrent)
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_INTERVAL_S)
+                self.guard.check()
+                for ref in ready:
+                    job, started = pending.pop(ref)
+                    durations.append(time.monotonic() - started)
+                    error = self._collect(ref, job)
+                    if error:
+                        errors.append(f"{job.cell_id}: final seed {job.seed} failed: {error}")
+                    self._show_running(pending, queue, durations, max_concurrent)
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+        return errors
+
+    def _collect(self, ref: Any, job: FinalJob) -> str | None:
+        import ray
+
+        try:
+            payload = ray.get(ref)
+        except Exception as error:  # the worker died even after Ray's retries
+            return error_message(error)
+        if "error" in payload:
+            return str(payload["error"])
+        write_json_atomic(job.output, payload["result"])
+        shutil.rmtree(job.checkpoint_dir, ignore_errors=True)
+        self.done[job.cell_id] += 1
+        return None
+
+    def _show_running(
+        self,
+        pending: dict[Any, tuple[FinalJob, float]],
+        queue: list[FinalJob],
+        durations: list[float],
+        max_concurrent: int,
+    ) -> None:
+        running: dict[str, int] = {}
+        for job, _ in pending.values():
+            running[job.cell_id] = running.get(job.cell_id, 0) + 1
+        eta_at = None
+        if durations:
+            mean = sum(durations) / len(durations)
+            waves = (len(queue) + len(pending) + max_concurrent - 1) // max_concurrent
+            eta_at = time.monotonic() + mean * waves
+        for cell_id in self.totals:
+            self.show(cell_id, running.get(cell_id, 0), eta_at if running.get(cell_id) else None)

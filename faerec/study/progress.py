@@ -1,0 +1,163 @@
+"""A live, plain-text view of a running study: one line per cell.
+
+On a terminal the block of lines is redrawn in place at most every ``interval`` seconds (a small
+ticker thread keeps the ETA moving between events). Anywhere else (a log file, CI) a cell's line
+is printed again only when something in it changed, never on a timer, so logs stay short.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TextIO
+
+
+@dataclass
+class CellProgress:
+    """What the view shows for one cell."""
+
+    cell_id: str
+    stage: str = "waiting"  # waiting | search | preset | final | done | failed
+    target: int = 0
+    running: int = 0
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    best: str = ""
+    #: when the current stage is expected to end (a time.monotonic() value), if known
+    eta_at: float | None = None
+    final_done: int = 0
+    final_total: int = 0
+    note: str = field(default="")
+
+    def text(self, width: int, now: float) -> str:
+        """The cell's line; ``now`` only matters for the ETA."""
+        parts = [self.cell_id.ljust(width), self.stage.ljust(6)]
+        if self.stage == "search":
+            done = self.complete + self.pruned + self.failed
+            parts.append(f"{done}/{self.target} trials")
+            parts.append(
+                f"running {self.running}  complete {self.complete}  pruned {self.pruned}  "
+                f"failed {self.failed}"
+            )
+        elif self.stage == "final":
+            parts.append(f"{self.final_done}/{self.final_total} seeds  running {self.running}")
+        if self.best:
+            parts.append(f"best {self.best}")
+        if self.eta_at is not None and self.stage in ("search", "final"):
+            parts.append(f"ETA {format_seconds(max(0.0, self.eta_at - now))}")
+        if self.note:
+            parts.append(self.note)
+        return "  ".join(parts)
+
+    def key(self) -> str:
+        """The line without its ETA: what counts as a change on a non-terminal."""
+        eta, self.eta_at = self.eta_at, None
+        try:
+            return self.text(0, 0.0)
+        finally:
+            self.eta_at = eta
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class ProgressView:
+    """Per-cell progress lines on ``stream`` (a terminal gets an in-place redrawn block)."""
+
+    def __init__(
+        self, stream: TextIO | None = None, interval: float = 2.0, tty: bool | None = None
+    ) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        self.interval = interval
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.cells: dict[str, CellProgress] = {}
+        self._lock = threading.RLock()
+        self._printed_keys: dict[str, str] = {}
+        self._drawn_lines = 0
+        self._last_draw = 0.0
+        self._dirty = False
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        if self.tty:
+            self._ticker = threading.Thread(target=self._tick, name="faerec-progress", daemon=True)
+            self._ticker.start()
+
+    def add_cell(self, cell_id: str) -> None:
+        with self._lock:
+            self.cells.setdefault(cell_id, CellProgress(cell_id))
+
+    def update(self, cell_id: str, **fields: object) -> None:
+        """Change some fields of a cell's line and show it if that is due."""
+        with self._lock:
+            cell = self.cells.setdefault(cell_id, CellProgress(cell_id))
+            for name, value in fields.items():
+                setattr(cell, name, value)
+            if self.tty:
+                self._dirty = True
+                if time.monotonic() - self._last_draw >= self.interval:
+                    self._draw()
+            else:
+                key = cell.key()
+                if self._printed_keys.get(cell_id) != key:
+                    self._printed_keys[cell_id] = key
+                    self._write(cell.text(self._width(), time.monotonic()) + "\n")
+
+    def message(self, text: str) -> None:
+        """A line of its own (above the live block on a terminal)."""
+        with self._lock:
+            if self.tty:
+                self._erase()
+                self._write(text + "\n")
+                self._draw()
+            else:
+                self._write(text + "\n")
+
+    def close(self) -> None:
+        """Stop the ticker and leave the final state on screen."""
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=1.0)
+        with self._lock:
+            if self.tty and self._dirty:
+                self._draw()
+
+    # -- terminal drawing ----------------------------------------------------------------
+
+    def _width(self) -> int:
+        return max((len(c) for c in self.cells), default=0)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._lock:
+                if self.cells and any(c.stage in ("search", "final") for c in self.cells.values()):
+                    self._draw()
+
+    def _erase(self) -> None:
+        if self._drawn_lines:
+            self._write(f"\x1b[{self._drawn_lines}F\x1b[J")
+            self._drawn_lines = 0
+
+    def _draw(self) -> None:
+        now = time.monotonic()
+        lines = [c.text(self._width(), now) for c in self.cells.values()]
+        self._erase()
+        self._write("".join(line + "\n" for line in lines))
+        self._drawn_lines = len(lines)
+        self._last_draw = now
+        self._dirty = False
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed pipe must not stop the study
+            pass

@@ -1,0 +1,235 @@
+"""The study store: ``studies/<name>/`` exactly as docs/store-layout.md describes it.
+
+The report reads only these files, and a killed run must never leave a half-written one, so
+every write goes to a temporary file in the same folder and is moved into place with
+``os.replace`` (atomic on POSIX). This module knows paths and file formats only: no Optuna, no
+Ray, no torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from faerec.errors import FaerecError
+
+TRIAL_COLUMNS = ("number", "state", "value", "epochs", "seconds", "error", "params")
+EPOCH_COLUMNS_HEAD = ("trial", "epoch", "loss")
+EPOCH_COLUMNS_TAIL = ("seconds", "w_item", "w_feat")
+
+
+# --- atomic writes -----------------------------------------------------------------------------
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as temp:
+            temp.write(data)
+            temp.flush()
+            os.fsync(temp.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> None:
+    """JSON with sorted keys; NaN/inf become null so that every JSON reader accepts the file."""
+    text = json.dumps(_finite(payload), indent=2, sort_keys=True, allow_nan=False)
+    write_text_atomic(path, text + "\n")
+
+
+def write_csv_atomic(
+    path: str | Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]
+) -> None:
+    """A CSV with a header; missing cells are empty, floats keep full precision."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(
+        buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n"
+    )
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_cell(v) for k, v in row.items()})
+    write_text_atomic(path, buffer.getvalue())
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise FaerecError(f"{path}: cannot read ({error.strerror})", exit_code=2) from None
+    except json.JSONDecodeError as error:
+        raise FaerecError(
+            f"{path}:{error.lineno}: not valid JSON ({error.msg})", exit_code=2
+        ) from None
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    """Rows of a CSV as text (an absent file has no rows)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if not math.isfinite(value) else repr(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+# --- paths -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CellStore:
+    """Files of one cell: ``studies/<name>/cells/<cell_id>/``."""
+
+    root: Path
+
+    @property
+    def cell_id(self) -> str:
+        return self.root.name
+
+    @property
+    def cell_json(self) -> Path:
+        return self.root / "cell.json"
+
+    @property
+    def journal(self) -> Path:
+        return self.root / "optuna.journal"
+
+    @property
+    def tune_dir(self) -> Path:
+        return self.root / "tune"
+
+    @property
+    def trials_csv(self) -> Path:
+        return self.root / "trials.csv"
+
+    @property
+    def epochs_csv(self) -> Path:
+        return self.root / "epochs.csv"
+
+    @property
+    def best_json(self) -> Path:
+        return self.root / "best.json"
+
+    @property
+    def final_dir(self) -> Path:
+        return self.root / "final"
+
+    def seed_json(self, seed: int) -> Path:
+        return self.final_dir / f"seed_{seed}.json"
+
+    def seed_checkpoint_dir(self, seed: int) -> Path:
+        """Where a final-stage run keeps its resumable checkpoint until its JSON is written."""
+        return self.final_dir / f"seed_{seed}.ckpt"
+
+    def done_seeds(self) -> list[int]:
+        """Seeds whose final result is on disk."""
+        if not self.final_dir.is_dir():
+            return []
+        seeds = []
+        for path in self.final_dir.glob("seed_*.json"):
+            number = path.stem.removeprefix("seed_")
+            if number.lstrip("-").isdigit():
+                seeds.append(int(number))
+        return sorted(seeds)
+
+    def write_trials(self, rows: Iterable[Mapping[str, Any]], extra_value_columns: int = 0) -> None:
+        """trials.csv; a multi-objective study adds value_1, value_2, ... after value."""
+        columns = list(TRIAL_COLUMNS)
+        for index in range(extra_value_columns):
+            columns.insert(3 + index, f"value_{index + 1}")
+        write_csv_atomic(self.trials_csv, columns, rows)
+
+    def write_epochs(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """epochs.csv: trial, epoch, loss, every validation metric seen, seconds, w_item, w_feat."""
+        fixed = set(EPOCH_COLUMNS_HEAD) | set(EPOCH_COLUMNS_TAIL)
+        metrics = sorted({k for row in rows for k in row if k not in fixed}, key=_metric_order)
+        write_csv_atomic(
+            self.epochs_csv, [*EPOCH_COLUMNS_HEAD, *metrics, *EPOCH_COLUMNS_TAIL], rows
+        )
+
+
+def _metric_order(name: str) -> tuple[str, int]:
+    """hr@5, hr@10, hr@20, ndcg@5, ... (numeric order of K)."""
+    base, _, k = name.partition("@")
+    return base, int(k) if k.isdigit() else 0
+
+
+@dataclass(frozen=True)
+class StudyStore:
+    """Files of one study: ``<studies_dir>/<name>/``."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, studies_dir: str | Path, name: str) -> StudyStore:
+        return cls(Path(studies_dir).resolve() / name)
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def spec_yaml(self) -> Path:
+        return self.root / "spec.yaml"
+
+    @property
+    def study_json(self) -> Path:
+        return self.root / "study.json"
+
+    @property
+    def results_csv(self) -> Path:
+        return self.root / "results.csv"
+
+    def cell(self, cell_id: str) -> CellStore:
+        return CellStore(self.root / "cells" / cell_id)
+
+    def exists(self) -> bool:
+        return self.study_json.is_file()
+
+    def load_study_json(self) -> dict[str, Any]:
+        if not self.exists():
+            raise FaerecError(
+                f"no study named {self.name!r} in {self.root.parent} (expected {self.study_json})",
+                exit_code=2,
+            )
+        payload = read_json(self.study_json)
+        if not isinstance(payload, dict) or "spec" not in payload:
+            raise FaerecError(f"{self.study_json}: not a faerec-study study file", exit_code=2)
+        return payload

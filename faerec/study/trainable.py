@@ -1,0 +1,161 @@
+"""The Ray Tune trainable: one trial = one :func:`faerec.training.run_trial` call.
+
+This module runs inside Ray's worker processes, which import it by name (the package must be
+installed). It is deliberately small: it pins torch threads to the CPUs Ray assigned, resolves the
+trial's configuration, resumes from Tune's checkpoint when Tune restarts the trial, and reports
+after every epoch. Validation scores are never about test data: the search calls ``run_trial``
+with ``evaluate_test=False``.
+
+What it reports (the searcher and the driver read these keys):
+
+* every epoch: ``epoch`` (0-based), ``loss``, ``seconds``, ``w_item``/``w_feat``,
+  ``valid/<metric>`` on validated epochs, ``epochs_trained``, ``trial_seconds`` and, once a
+  validation exists, the objective(s) (``objective`` or ``objective_0``, ``objective_1``...): the
+  metric at the epoch early stopping currently selects. Schedulers see this value;
+* at the end, one more report with ``trial_finished`` and the objective(s) read from the run's
+  final validation (any group: overall, head, tail), or ``trial_error`` with a one-line message
+  when the run raised. Errors are reported rather than raised, so a deterministic failure
+  (a NaN loss) is recorded once and not retried; Ray still retries a worker that died.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from typing import Any
+
+#: config keys the driver adds to every trial (besides the searched parameters)
+CELL_KEY = "faerec_cell"
+TRIAL_NUMBER_KEY = "faerec_trial"
+#: result keys
+FINISHED_KEY = "trial_finished"
+ERROR_KEY = "trial_error"
+EPOCHS_KEY = "epochs_trained"
+SECONDS_KEY = "trial_seconds"
+VALID_PREFIX = "valid/"
+
+
+def objective_keys(count: int) -> list[str]:
+    """Result keys of the objectives: ``objective``, or ``objective_0``... for several."""
+    return ["objective"] if count == 1 else [f"objective_{i}" for i in range(count)]
+
+
+def error_message(error: BaseException) -> str:
+    """One line for trials.csv: our errors as they are, others with their type."""
+    from faerec.errors import FaerecError
+
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if not isinstance(error, FaerecError):
+        text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text[:500]
+
+
+class ObjectiveTracker:
+    """Turns the trainer's epoch reports into Tune results with the study's objective values."""
+
+    def __init__(self, objectives: list[dict[str, str]], select_metric: str) -> None:
+        self.objectives = objectives
+        self.keys = objective_keys(len(objectives))
+        self.select_metric = select_metric
+        self.valid_by_epoch: dict[int, dict[str, float]] = {}
+
+    def epoch_result(self, report: Any) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "epoch": report.epoch,
+            "loss": report.loss,
+            "seconds": report.seconds,
+            EPOCHS_KEY: report.epoch + 1,
+        }
+        for name in ("w_item", "w_feat"):
+            if name in report.weights:
+                result[name] = report.weights[name]
+        if report.valid is not None:
+            self.valid_by_epoch[report.epoch] = dict(report.valid)
+            result.update({VALID_PREFIX + k: v for k, v in report.valid.items()})
+        values = {}
+        for key, objective in zip(self.keys, self.objectives, strict=True):
+            value = self._selected_value(objective, report)
+            if value is not None:
+                values[key] = value
+        if len(values) == len(self.keys):
+            result.update(values)
+        return result
+
+    def _selected_value(self, objective: dict[str, str], report: Any) -> float | None:
+        """The metric at the epoch early stopping selects so far (per-epoch metrics are overall)."""
+        if objective["group"] != "overall" or report.best_epoch is None:
+            return None
+        if objective["name"] == self.select_metric and report.best_value is not None:
+            return float(report.best_value)
+        selected = self.valid_by_epoch.get(report.best_epoch, {})
+        return float(selected[objective["name"]]) if objective["name"] in selected else None
+
+    def final_result(self, run: Any) -> dict[str, Any]:
+        """The objective(s) from the run's final validation (best epoch), any user group."""
+        groups = {g.group: g.values for g in run.valid}
+        result: dict[str, Any] = {EPOCHS_KEY: run.epochs_trained}
+        for key, objective in zip(self.keys, self.objectives, strict=True):
+            values = groups.get(objective["group"], {})
+            if objective["name"] not in values:
+                known = ", ".join(sorted(groups)) or "none"
+                result[ERROR_KEY] = (
+                    f"{objective['metric']} was not computed (validation groups: {known})"
+                )
+                return result
+            result[key] = float(values[objective["name"]])
+        result[FINISHED_KEY] = True
+        return result
+
+
+def train_trial(config: dict[str, Any]) -> None:
+    """Tune's function trainable for one trial of a cell (see the module docstring)."""
+    import ray
+    from ray import tune
+
+    started = time.perf_counter()
+    cell = config[CELL_KEY]
+    params = {k: v for k, v in config.items() if k not in (CELL_KEY, TRIAL_NUMBER_KEY)}
+    assigned = ray.get_runtime_context().get_assigned_resources()
+    overrides = {**cell["overrides"], **params}
+    # Two trials with two threads each on two cores run 3x slower than one thread each (notes 6).
+    overrides.setdefault("train.num_threads", max(1, int(assigned.get("CPU", 1))))
+    overrides.setdefault("train.device", "auto" if assigned.get("GPU", 0) > 0 else "cpu")
+
+    def seconds() -> float:
+        return time.perf_counter() - started
+
+    try:
+        from faerec.config import resolve_config
+        from faerec.training import run_trial
+
+        run_config = resolve_config(
+            cell["dataset"], cell["backbone"], cell["method"], cell["preset"], overrides
+        )
+    except Exception as error:  # reported, not raised: a bad configuration never gets better
+        tune.report({ERROR_KEY: error_message(error), SECONDS_KEY: seconds()})
+        return
+
+    tracker = ObjectiveTracker(cell["objectives"], run_config.train.select_metric)
+
+    def on_epoch(report: Any) -> None:
+        result = tracker.epoch_result(report)
+        result[SECONDS_KEY] = seconds()
+        if report.checkpoint_dir:
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(report.checkpoint_dir))
+        else:
+            tune.report(result)
+
+    with tempfile.TemporaryDirectory(prefix="faerec-trial-") as workdir:
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            checkpoint.to_directory(workdir)
+        try:
+            run = run_trial(
+                run_config, on_epoch=on_epoch, checkpoint_dir=workdir, evaluate_test=False
+            )
+        except Exception as error:
+            tune.report({ERROR_KEY: error_message(error), SECONDS_KEY: seconds()})
+            return
+    final = tracker.final_result(run)
+    final[SECONDS_KEY] = run.seconds  # the run's own time, across restarts from checkpoints
+    tune.report(final)

@@ -1,0 +1,236 @@
+"""End to end through real Ray Tune and Optuna on ml-100k: the CLI, the store, re-runs."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+from faerec.cli import main
+from faerec.study.searcher import open_storage
+from faerec.study.store import read_csv, read_json
+
+pytestmark = pytest.mark.ray
+
+SPEC = """\
+name: e2e
+datasets: [ml-100k]
+backbones: [sasrec]
+methods: [backbone, faerec]
+fixed:
+  train.max_epochs: 2
+  train.eval_start_epoch: 0
+  model.hidden_size: 16
+  model.num_layers: 1
+  data.max_seq_length: 20
+search:
+  trials: 3
+  seed: 1
+  space:
+    backbone:
+      train.lr: {loguniform: [0.0005, 0.01]}
+      model.hidden_dropout:
+        choice:
+          0.2: {}
+          0.5: {model.attention_dropout: {uniform: [0.1, 0.5]}}
+scheduler: {type: asha, grace_epochs: 1, reduction_factor: 2}
+resources: {cpus_per_trial: 1, max_concurrent: 2}
+final: {seeds: 1}
+report: {formats: [md]}
+"""
+SEARCHED = "ml-100k__sasrec__backbone"
+PRESET = "ml-100k__sasrec__faerec"
+
+
+class Study:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.spec = root / "spec.yaml"
+        self.studies = root / "studies"
+        self.reports = root / "reports"
+        self.dir = self.studies / "e2e"
+        self.exit_code = -1
+
+    def run(self, *extra: str) -> int:
+        args = ["run", str(self.spec), "--studies-dir", str(self.studies)]
+        return main([*args, "--reports-dir", str(self.reports), *extra])
+
+    def cell(self, cell_id: str) -> Path:
+        return self.dir / "cells" / cell_id
+
+    def optuna_trials(self, cell_id: str) -> list[Any]:
+        storage = open_storage("", str(self.cell(cell_id) / "optuna.journal"))
+        return optuna.load_study(study_name=cell_id, storage=storage).trials
+
+
+@pytest.fixture(scope="module")
+def study(ray_instance: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Study]:
+    study = Study(tmp_path_factory.mktemp("e2e"))
+    study.spec.write_text(SPEC)
+    study.exit_code = study.run()
+    yield study
+
+
+def test_the_study_succeeds(study: Study) -> None:
+    assert study.exit_code == 0
+
+
+def test_study_json_and_spec_copy(study: Study) -> None:
+    payload = read_json(study.dir / "study.json")
+    assert payload["name"] == "e2e" and payload["cells"] == [SEARCHED, PRESET]
+    assert payload["spec"]["search"]["trials"] == 3 and len(payload["spec_hash"]) == 16
+    assert set(payload["versions"]) == {"faerec", "torch", "optuna", "ray", "python"}
+    assert payload["command"].startswith("faerec-study")
+    assert (study.dir / "spec.yaml").read_text() == SPEC
+
+
+def test_trials_are_recorded_in_optuna_and_trials_csv(study: Study) -> None:
+    trials = study.optuna_trials(SEARCHED)
+    assert len(trials) == 3
+    assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+    assert any(t.state.name == "COMPLETE" for t in trials)
+    for trial in trials:  # conditional parameters exist exactly on their branch
+        has_attention = "model.attention_dropout" in trial.params
+        assert has_attention == (trial.params["model.hidden_dropout"] == 0.5)
+        assert trial.intermediate_values  # every trial reported its epochs
+    rows = read_csv(study.cell(SEARCHED) / "trials.csv")
+    assert [int(r["number"]) for r in rows] == [0, 1, 2]
+    for row, trial in zip(rows, trials, strict=True):
+        assert row["state"] == trial.state.name
+        assert json.loads(row["params"]) == trial.params
+        assert int(row["epochs"]) in (1, 2) and float(row["seconds"]) > 0
+        assert float(row["value"]) == pytest.approx(
+            trial.value
+            if trial.state.name == "COMPLETE"
+            else trial.intermediate_values[max(trial.intermediate_values)]
+        )
+
+
+def test_pruned_trials_stopped_early(study: Study) -> None:
+    for row in read_csv(study.cell(SEARCHED) / "trials.csv"):
+        assert (row["state"] == "PRUNED") == (int(row["epochs"]) < 2)
+
+
+def test_epochs_csv_has_every_epoch_of_every_trial(study: Study) -> None:
+    rows = read_csv(study.cell(SEARCHED) / "epochs.csv")
+    trials = read_csv(study.cell(SEARCHED) / "trials.csv")
+    assert len(rows) == sum(int(t["epochs"]) for t in trials)
+    assert {"trial", "epoch", "loss", "ndcg@20", "hr@10", "seconds"} <= set(rows[0])
+
+
+def test_best_json_holds_the_best_complete_trial(study: Study) -> None:
+    best = read_json(study.cell(SEARCHED) / "best.json")
+    complete = [t for t in study.optuna_trials(SEARCHED) if t.state.name == "COMPLETE"]
+    top = max(complete, key=lambda t: t.value)
+    assert best["trial"] == top.number and best["value"] == pytest.approx(top.value)
+    assert best["params"] == top.params
+    assert best["config"]["train"]["lr"] == pytest.approx(top.params["train.lr"])
+    assert best["config"]["train"]["select_metric"] == "ndcg@20"
+
+
+def test_a_cell_without_space_runs_its_preset(study: Study) -> None:
+    assert not (study.cell(PRESET) / "optuna.journal").exists()
+    best = read_json(study.cell(PRESET) / "best.json")
+    assert best["trial"] is None and best["config"]["method"] == "faerec"
+    assert best["config"]["model"]["hidden_dropout"] == 0.4  # the official FAERec preset
+    assert best["config"]["train"]["max_epochs"] == 2  # ... under the study's fixed keys
+
+
+def test_final_stage_and_results_csv(study: Study) -> None:
+    for cell_id in (SEARCHED, PRESET):
+        result = read_json(study.cell(cell_id) / "final" / "seed_2024.json")
+        assert result["test"] is not None and result["config"]["train"]["seed"] == 2024
+        assert len(result["test_ranks"]) == len(result["test_user_index"]) > 0
+        assert not (study.cell(cell_id) / "final" / "seed_2024.ckpt").exists()
+    rows = read_csv(study.dir / "results.csv")
+    assert {(r["method"], r["split"]) for r in rows} == {
+        (m, s) for m in ("backbone", "faerec") for s in ("valid", "test")
+    }
+    assert {"overall", "head_items", "tail_items"} <= {r["group"] for r in rows}
+    assert all(r["study"] == "e2e" and r["seed"] == "2024" for r in rows)
+
+
+def test_finished_tune_experiment_keeps_no_checkpoints(study: Study) -> None:
+    tune_dir = study.cell(SEARCHED) / "tune"
+    assert read_json(tune_dir / "experiments.json")["experiments"][0]["status"] == "finished"
+    assert not list(tune_dir.glob("*/*/checkpoint_*"))
+
+
+def test_status_reads_the_store(study: Study, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "e2e", "--studies-dir", str(study.studies)]) == 0
+    out = capsys.readouterr().out
+    assert f"{SEARCHED}\n  trials: 3/3 finished" in out
+    assert "best: valid.ndcg@20 = " in out and "final: 1/1 seeds" in out
+    assert f"{PRESET}\n  no search: runs its preset configuration" in out
+
+
+def test_running_a_finished_study_again_reruns_nothing(study: Study) -> None:
+    before = {p: p.stat().st_mtime_ns for p in study.dir.rglob("*.json") if "final" in p.parts}
+    trials_before = (study.cell(SEARCHED) / "trials.csv").read_text()
+    assert study.run() == 0
+    assert (study.cell(SEARCHED) / "trials.csv").read_text() == trials_before
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    assert len(read_json(study.cell(SEARCHED) / "tune" / "experiments.json")["experiments"]) == 1
+
+
+def test_a_spec_that_changes_results_is_refused(
+    study: Study, capsys: pytest.CaptureFixture[str]
+) -> None:
+    changed = study.root / "changed.yaml"
+    changed.write_text(SPEC.replace("train.max_epochs: 2", "train.max_epochs: 3"))
+    args = ["run", str(changed), "--studies-dir", str(study.studies)]
+    assert main(args) == 2
+    assert "fixed.train.max_epochs" in capsys.readouterr().err
+
+
+def test_raising_trials_extends_the_study(study: Study) -> None:
+    study.spec.write_text(SPEC.replace("trials: 3", "trials: 4"))
+    assert study.run() == 0
+    trials = study.optuna_trials(SEARCHED)
+    assert len(trials) == 4 and trials[3].state.name in ("COMPLETE", "PRUNED")
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 4
+    experiments = read_json(study.cell(SEARCHED) / "tune" / "experiments.json")["experiments"]
+    assert [e["num_samples"] for e in experiments] == [3, 1]
+
+
+FAILING_SPEC = """\
+name: broken
+datasets: [broken]
+backbones: [sasrec]
+methods: [backbone]
+fixed: {train.max_epochs: 1}
+search:
+  trials: 3
+  space:
+    backbone: {train.lr: {loguniform: [0.0005, 0.01]}}
+resources: {max_concurrent: 2}
+final: {seeds: 1}
+"""
+
+
+def test_failing_trials_are_recorded_and_the_run_exits_1(
+    ray_instance: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "sequences.txt").write_text("1 2 3 4\n")  # no items.jsonl: loading fails
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(FAILING_SPEC)
+    studies = tmp_path / "studies"
+    assert (
+        main(["run", str(spec), "--studies-dir", str(studies), "--reports-dir", str(tmp_path)]) == 1
+    )
+    rows = read_csv(studies / "broken" / "cells" / "broken__sasrec__backbone" / "trials.csv")
+    assert [r["state"] for r in rows] == ["FAIL", "FAIL", "FAIL"]  # the search went on
+    assert all(r["error"] == f"{broken / 'items.jsonl'}: file not found" for r in rows)
+    err = capsys.readouterr().err
+    assert (
+        "broken__sasrec__backbone: all 3 trials failed: " in err
+        and "file not found (3 trials)" in err
+    )
+    assert not (studies / "broken" / "cells" / "broken__sasrec__backbone" / "final").exists()

@@ -45,6 +45,7 @@ from faerec.models import build_model
 from faerec.models.base import SequentialRecommender, TrainBatch
 from faerec.training import (  # the checkpoint helpers are private: timed as run_trial uses them
     NegativeSampler,
+    _release_free_memory,
     _save_checkpoint,
     _TrainingState,
     evaluation_history,
@@ -113,6 +114,7 @@ def time_epochs(
             model, optimizer, split.train, sampler, rng, epoch, config, torch.device("cpu"), None
         )
         seconds.append(time.perf_counter() - started)
+        _release_free_memory()  # as run_trial does after every epoch
         print(f"  epoch {epoch}: {seconds[-1]:.1f} s", flush=True)
     return seconds
 

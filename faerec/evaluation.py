@@ -6,6 +6,12 @@ rankable; ``masking="clean"`` sets all three to -inf instead. HR@K and NDCG@K (I
 answer per user) are computed from one 1-based rank per user, so every group, every cut-off
 and any paired per-user test comes from the same array.
 
+Ties: in full mode the rank is the answer's position in ``torch.topk``, whose order among equal
+scores is unspecified, exactly as in the official code (it matters only for the official
+masking, where all history items share the score 0). In sampled mode the answer is ranked
+against ``eval.num_negatives`` uniform negatives (with replacement, never a history item or
+the answer) as 1 + the number of negatives scoring *strictly* higher, so ties go to the answer.
+
 Speed: users are evaluated in order of input length so that each batch shares most of its left
 padding, which the model trims (``SequentialRecommender.sequence_states``). On 5-core data most
 users are short, so this cuts the encoder's work several-fold without changing any score:

@@ -14,6 +14,7 @@ as an uninterrupted run.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import platform
@@ -128,6 +129,26 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def _release_free_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc only; a no-op elsewhere).
+
+    Batches allocate tensors of varying size; glibc keeps the freed chunks, so the resident
+    size of a long run creeps up by ~100-200 MB per Beauty epoch while live memory stays flat.
+    Trimming once per epoch keeps many concurrent trials within the machine's memory.
+    """
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        try:
+            _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM: Any = None
 
 
 def _cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -451,6 +472,7 @@ def run_trial(
                 if bar is not None:
                     bar.close()
             state.next_epoch = epoch + 1
+            _release_free_memory()
             if valid is not None and state.bad_validations >= config.train.patience:
                 state.finished = "early_stopping"
             elif epoch == max_epochs - 1:

@@ -199,11 +199,14 @@ def _model_folder(model: str) -> Path:
 
 
 def _model_identity(model: str, folder: Path) -> str:
-    """What names the encoder in the cache key: MiniLM by name, a folder by path and files."""
+    """What names the encoder in the cache key: MiniLM by name, a folder by its path and the
+    name, size and modification time of every file (retrained weights make a new entry)."""
     if model == MINILM:
         return MINILM_IDENTITY
     listing = sorted(
-        (str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*") if p.is_file()
+        (str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
+        for p in folder.rglob("*")
+        if p.is_file()
     )
     digest = hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:16]
     return f"{folder}#{digest}"
@@ -224,6 +227,7 @@ def _cache_key(data: InteractionData, identity: str, template: str, texts: list[
 
 
 def cache_folder(config: EmbeddingConfig) -> Path:
+    """``embedding.cache_dir``, or ``<repo>/.cache/embeddings`` when it is empty."""
     return Path(config.cache_dir).expanduser() if config.cache_dir else DEFAULT_CACHE_DIR
 
 
@@ -368,16 +372,17 @@ def _compute(
         if todo
         else None
     )
-    width = bundled.shape[1] if bundled is not None else encoded.shape[1]  # type: ignore[union-attr]
-    matrix = np.zeros((data.num_items + 1, width), dtype=np.float32)
+    if bundled is not None and encoded is not None and encoded.shape[1] != bundled.shape[1]:
+        raise ConfigError(
+            f"embedding.model: encoder width {encoded.shape[1]} differs from the width "
+            f"{bundled.shape[1]} of the bundled matrix {data.bundled_embedding}"
+        )
+    source = encoded if encoded is not None else bundled
+    assert source is not None  # num_items >= 1: something was seeded or encoded
+    matrix = np.zeros((data.num_items + 1, source.shape[1]), dtype=np.float32)
     if bundled is not None:
         matrix[matches] = bundled[matches].astype(np.float32)
     if encoded is not None:
-        if encoded.shape[1] != width:
-            raise ConfigError(
-                f"embedding.model: encoder width {encoded.shape[1]} differs from the bundled "
-                f"matrix width {width}"
-            )
         matrix[todo] = encoded
     matrix[0] = 0.0
     return matrix, data.num_items - len(todo), len(todo)
@@ -440,7 +445,7 @@ def prepare_item_embeddings(
     data: InteractionData, config: EmbeddingConfig, progress: bool = False
 ) -> ItemEmbeddings:
     """The item embedding matrix with its provenance (cache hit, computed, or a .npy file)."""
-    if config.model.endswith(".npy"):
+    if config.model.lower().endswith(".npy"):
         matrix = _load_npy_matrix(Path(config.model).expanduser(), data.num_items)
         return ItemEmbeddings(matrix=matrix, source="npy", cache_path=None)
     template = config.template or data.text_template

@@ -28,15 +28,15 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from faerec.atomic import atomic_path, write_text_atomic
 from faerec.config import EmbeddingConfig
 from faerec.data.types import InteractionData
 from faerec.errors import ConfigError
@@ -391,22 +391,6 @@ def _compute(
 # --- cache files ----------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None], suffix: str) -> None:
-    """Write through a temp file in the same folder, then os.replace (readers never see half)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp_name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=suffix
-    )
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
-        os.chmod(temp_name, 0o644)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
 def _read_cache(path: Path, num_items: int) -> np.ndarray | None:
     """The cached matrix, or None (with a warning) when the file cannot be trusted."""
     if not path.exists():
@@ -431,11 +415,10 @@ def _read_cache(path: Path, num_items: int) -> np.ndarray | None:
 
 
 def _write_cache(path: Path, matrix: np.ndarray, sidecar: dict[str, Any]) -> None:
-    _atomic_write(path, lambda handle: np.save(handle, matrix), ".npy.tmp")
-    text = json.dumps(sidecar, indent=2, sort_keys=True) + "\n"
-    _atomic_write(
-        path.with_suffix(".json"), lambda handle: handle.write(text.encode("utf-8")), ".json.tmp"
-    )
+    with atomic_path(path) as temp, open(temp, "wb") as handle:
+        np.save(handle, matrix)
+    sidecar_text = json.dumps(sidecar, indent=2, sort_keys=True) + "\n"
+    write_text_atomic(path.with_suffix(".json"), sidecar_text)
 
 
 # --- public entry points --------------------------------------------------------------------

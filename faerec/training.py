@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import ctypes
 import json
-import os
 import platform
 import random
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from faerec.atomic import atomic_path
 from faerec.config import RunConfig, validate
 from faerec.data.types import InteractionData, SplitPart
 from faerec.errors import ConfigError, TrainingError
@@ -156,15 +155,8 @@ def _cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _atomic_torch_save(payload: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(payload, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temp:
+        torch.save(payload, temp)
 
 
 def _group_dicts(groups: list[GroupMetrics]) -> list[dict[str, Any]]:

@@ -7,13 +7,11 @@ same resolution a study uses, so a single cell of a study can be reproduced by h
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
+from faerec.atomic import write_json_atomic
 from faerec.config import (
     BACKBONES,
     BUNDLED_DATASETS,
@@ -119,20 +117,6 @@ def json_payload(result: RunResult) -> dict[str, Any]:
         "seconds": round(result.seconds, 3),
         "results": rows,
     }
-
-
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON through a temporary file in the same folder, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def format_table(groups: list[GroupMetrics], ks: list[int]) -> str:

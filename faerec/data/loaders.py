@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from faerec.atomic import write_text_atomic
 from faerec.data.types import InteractionData
 from faerec.errors import DataError
 
@@ -386,29 +386,17 @@ def write_generic_dataset(
         f"{user} " + " ".join(str(int(item)) for item in sequence) + "\n"
         for user, sequence in enumerate(sequences, start=1)
     )
-    _write_atomic(out_dir / SEQUENCES_FILE, sequence_lines)
+    write_text_atomic(out_dir / SEQUENCES_FILE, "".join(sequence_lines))
     item_lines = (
         json.dumps({"item_id": item_id, **fields}, ensure_ascii=False) + "\n"
         for item_id, fields in enumerate(item_fields)
         if item_id > 0
     )
-    _write_atomic(out_dir / ITEMS_FILE, item_lines)
+    write_text_atomic(out_dir / ITEMS_FILE, "".join(item_lines))
     meta: dict[str, Any] = {"name": name, "text_template": text_template}
     if provenance is not None:
         meta["provenance"] = provenance
-    _write_atomic(out_dir / DATASET_FILE, [json.dumps(meta, indent=2, ensure_ascii=False) + "\n"])
-
-
-def _write_atomic(path: Path, chunks: Iterable[str]) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.writelines(chunks)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    write_text_atomic(out_dir / DATASET_FILE, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
 
 
 # --------------------------------------------------------------------------- RecBole

@@ -12,11 +12,11 @@ starts Ray, and writes into ``output_dir``:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
+from faerec.atomic import write_text_atomic
 from faerec.errors import ConfigError, FaerecError
 
 FORMATS = ("md", "html", "csv", "tex")
@@ -37,10 +37,8 @@ def parse_formats(text: str | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(formats))
 
 
-def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def _written(path: Path, text: str) -> Path:
+    write_text_atomic(path, text)
     return path
 
 
@@ -80,11 +78,11 @@ def build_report(
     written: list[Path] = []
     if "csv" in chosen:
         for name, frame in (("results.csv", model.tidy), ("summary.csv", model.summary)):
-            written.append(_write_text(output_dir / name, frame.to_csv(index=False)))
+            written.append(_written(output_dir / name, frame.to_csv(index=False)))
     if "tex" in chosen:
         from faerec.report.latex import render_latex
 
-        written.append(_write_text(output_dir / "report.tex", render_latex(model)))
+        written.append(_written(output_dir / "report.tex", render_latex(model)))
     if "md" in chosen or "html" in chosen:
         from faerec.report.figures import render_figures
 
@@ -95,11 +93,11 @@ def build_report(
         if "md" in chosen:
             from faerec.report.markdown import render_markdown
 
-            written.append(_write_text(output_dir / "report.md", render_markdown(model, figures)))
+            written.append(_written(output_dir / "report.md", render_markdown(model, figures)))
         if "html" in chosen:
             from faerec.report.html import render_html
 
-            written.append(_write_text(output_dir / "report.html", render_html(model, figures)))
+            written.append(_written(output_dir / "report.html", render_html(model, figures)))
     return written
 
 

@@ -8,7 +8,6 @@ the metadata, fixed SVG ids) and written atomically.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
+from faerec.atomic import atomic_path  # noqa: E402
 from faerec.config import METHODS  # noqa: E402
 from faerec.report.tables import (  # noqa: E402
     ReportModel,
@@ -98,9 +98,8 @@ def _save(fig: Figure, figures_dir: Path, stem: str) -> tuple[Path, Path]:
     paths = []
     for fmt, metadata in (("png", {"Software": None}), ("svg", {"Date": None, "Creator": None})):
         path = figures_dir / f"{stem}.{fmt}"
-        tmp = figures_dir / f".{stem}.{fmt}.tmp"
-        fig.savefig(tmp, format=fmt, dpi=PNG_DPI, metadata=metadata, facecolor="white")
-        os.replace(tmp, path)
+        with atomic_path(path) as temp:
+            fig.savefig(temp, format=fmt, dpi=PNG_DPI, metadata=metadata, facecolor="white")
         paths.append(path)
         # the first save ran the constrained layout; keep its positions instead of redoing it
         fig.set_layout_engine("none")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ fixed:
   model.hidden_size: 16
   model.num_layers: 1
   data.max_seq_length: 20
+  faerec.pca_init: false         # the preset cell's FAERec: skip the SVD, keep the test short
 search:
   trials: 3
   seed: 1
@@ -85,7 +85,9 @@ def test_study_json_and_spec_copy(study: Study) -> None:
     assert payload["name"] == "e2e" and payload["cells"] == [SEARCHED, PRESET]
     assert payload["spec"]["search"]["trials"] == 3 and len(payload["spec_hash"]) == 16
     assert set(payload["versions"]) == {"faerec", "torch", "optuna", "ray", "python"}
-    assert payload["command"].startswith("faerec-study")
+    assert payload["command"] == (
+        f"faerec-study run {study.spec} --studies-dir {study.studies} --reports-dir {study.reports}"
+    )
     assert (study.dir / "spec.yaml").read_text() == SPEC
 
 
@@ -234,3 +236,50 @@ def test_failing_trials_are_recorded_and_the_run_exits_1(
         and "file not found (3 trials)" in err
     )
     assert not (studies / "broken" / "cells" / "broken__sasrec__backbone" / "final").exists()
+
+
+PARETO_SPEC = """\
+name: pareto
+datasets: [ml-100k]
+backbones: [sasrec]
+methods: [backbone]
+fixed:
+  train.max_epochs: 1
+  train.eval_start_epoch: 0
+  model.hidden_size: 16
+  model.num_layers: 1
+  data.max_seq_length: 20
+search:
+  metric: [valid.head_items.ndcg@20, valid.tail_items.hr@20]
+  sampler: grid
+  trials: 10
+  space:
+    backbone:
+      train.lr: {choice: [0.001, 0.01]}
+resources: {max_concurrent: 2}
+final: {seeds: 0}
+storage: sqlite:///{db}
+"""
+
+
+def test_pareto_search_over_a_grid_in_a_database(ray_instance: None, tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(PARETO_SPEC.replace("{db}", str(tmp_path / "optuna.db")))
+    assert (
+        main(["run", str(spec), "--studies-dir", str(tmp_path), "--reports-dir", str(tmp_path)])
+        == 0
+    )
+    cell = tmp_path / "pareto" / "cells" / SEARCHED
+    rows = read_csv(cell / "trials.csv")
+    assert sorted(json.loads(r["params"])["train.lr"] for r in rows) == [0.001, 0.01]  # grid size
+    assert all(r["state"] == "COMPLETE" and r["value"] and r["value_1"] for r in rows)
+    best = read_json(cell / "best.json")
+    assert best["metrics"] == ["valid.head_items.ndcg@20", "valid.tail_items.hr@20"]
+    assert best["trial"] in [p["trial"] for p in best["pareto"]]
+    assert best["value"] == max(float(r["value"]) for r in rows)
+    # the Optuna study lives in the database, under <study>.<cell>, not in a journal file
+    assert not (cell / "optuna.journal").exists()
+    stored = optuna.load_study(
+        study_name=f"pareto.{SEARCHED}", storage=f"sqlite:///{tmp_path / 'optuna.db'}"
+    )
+    assert len(stored.trials) == 2 and len(stored.best_trials) >= 1

@@ -108,7 +108,7 @@ def test_minimal_spec_gets_documented_defaults(tmp_path: Path) -> None:
     assert [o.metric for o in spec.search.objectives] == ["valid.ndcg@20"]
     assert spec.search.trials == 20 and spec.search.sampler == "tpe" and spec.search.seed == 0
     assert spec.scheduler.type == "asha" and spec.final_seeds == 5
-    assert spec.report_formats == ("md", "html") and spec.storage == ""
+    assert spec.report_formats == ("md", "html", "csv") and spec.storage == ""
     assert spec.resources.max_concurrent is None and spec.resources.cpus_per_trial == 1.0
 
 

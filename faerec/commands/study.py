@@ -86,8 +86,19 @@ def _print_problems(error: SpecError) -> int:
     return error.exit_code
 
 
-def _command_line() -> str:
-    return "faerec-study " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+def _command_line(args: argparse.Namespace) -> str:
+    """The command as given (from the parsed arguments, so it is right when called in-process)."""
+    parts = ["faerec-study", args.command, getattr(args, "spec", None) or args.name]
+    options = (
+        ("--studies-dir", args.studies_dir, DEFAULT_STUDIES_DIR),
+        ("--reports-dir", args.reports_dir, DEFAULT_REPORTS_DIR),
+        ("--address", args.address, None),
+        ("--max-concurrent", args.max_concurrent, None),
+    )
+    for flag, value, default in options:
+        if value is not None and str(value) != str(default):
+            parts += [flag, str(value)]
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 # --- validate ----------------------------------------------------------------------------------
@@ -142,7 +153,7 @@ def _run(spec: StudySpec, args: argparse.Namespace) -> int:
         reports_dir=Path(args.reports_dir),
         address=args.address,
         max_concurrent=args.max_concurrent,
-        command=_command_line(),
+        command=_command_line(args),
     )
     return run_study(spec, options)
 

@@ -1,0 +1,17 @@
+"""Declarative studies: a YAML spec becomes Optuna searches run by Ray Tune, then final seeds.
+
+* :mod:`faerec.study.spec`: parse and check a study file (``FILE:LINE: key: ...`` problems);
+* :mod:`faerec.study.space`: a space as one Optuna define-by-run function (conditional branches);
+* :mod:`faerec.study.store`: ``studies/<name>/`` files, written atomically;
+* :mod:`faerec.study.runner`: the driver (Ray Tune + Optuna, resume, interruption);
+* :mod:`faerec.study.searcher`, :mod:`faerec.study.trainable`: the Tune plug-ins;
+* :mod:`faerec.study.final`: best configuration x seeds, on test;
+* :mod:`faerec.study.progress`: the live per-cell progress lines.
+
+Nothing here touches tensors: training is reached only through ``faerec.training.run_trial``.
+Importing this package loads neither Ray nor Optuna nor torch.
+"""
+
+from faerec.study.spec import SpecError, StudySpec, parse_spec, spec_from_dict
+
+__all__ = ["SpecError", "StudySpec", "parse_spec", "spec_from_dict"]

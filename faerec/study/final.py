@@ -56,6 +56,8 @@ def train_final_seed(config: dict[str, Any], checkpoint_dir: str) -> dict[str, A
 
 
 class FinalStage:
+    """Plans the seeds still missing per cell, runs them as Ray tasks, writes their results."""
+
     def __init__(
         self, spec: StudySpec, store: StudyStore, progress: ProgressView, guard: Any
     ) -> None:

@@ -29,6 +29,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -52,8 +53,6 @@ from faerec.study.store import (
     write_text_atomic,
 )
 from faerec.study.trainable import CELL_KEY, VALID_PREFIX, objective_keys
-
-log = logging.getLogger(__name__)
 
 #: Ray and Tune settings for a quiet, local, resumable run (ray-tune-optuna notes, section 2)
 QUIET_RAY_ENVIRONMENT = {
@@ -107,8 +106,6 @@ class InterruptGuard:
         self._active = False
 
     def __enter__(self) -> InterruptGuard:
-        import threading
-
         if threading.current_thread() is not threading.main_thread():
             return self
         self._active = True
@@ -149,9 +146,10 @@ class InterruptGuard:
 class RaySession:
     """Starts Ray on first use (a finished study never starts it) and stops what it started."""
 
-    def __init__(self, address: str | None, guard: InterruptGuard) -> None:
+    def __init__(self, address: str | None, guard: InterruptGuard, progress: ProgressView) -> None:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.guard = guard
+        self.progress = progress
         self._started = False
         self._ready = False
 
@@ -159,7 +157,8 @@ class RaySession:
         if self._ready:
             return
         for key, value in QUIET_RAY_ENVIRONMENT.items():
-            os.environ.setdefault(key, value)
+            if key != "RAY_AUTH_MODE" or not self.address:  # a cluster's auth is its own
+                os.environ.setdefault(key, value)
         os.environ.update(REQUIRED_TUNE_ENVIRONMENT)
         import optuna
         import ray
@@ -167,8 +166,10 @@ class RaySession:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         if not ray.is_initialized():
             if self.address:
+                self.progress.message(f"ray: joining the cluster at {self.address}")
                 ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
             else:
+                self.progress.message(f"ray: starting a local Ray ({os.cpu_count()} CPUs)")
                 ray.init(
                     num_cpus=os.cpu_count(),
                     include_dashboard=False,
@@ -430,7 +431,7 @@ class StudyRunner:
         self.store = StudyStore.at(options.studies_dir, spec.name)
         self.progress = ProgressView(options.progress_stream)
         self.guard = InterruptGuard()
-        self.ray = RaySession(options.address, self.guard)
+        self.ray = RaySession(options.address, self.guard, self.progress)
 
     # -- top level -----------------------------------------------------------------------
 
@@ -468,11 +469,11 @@ class StudyRunner:
             self.ray.shutdown()
         has_results = write_results_csv(self.spec, self.store) > 0
         touch_study_json(self.store)
+        problems = [error for o in outcomes for error in o.errors] + final_errors
         if has_results:
-            self.build_report()
+            self.build_report(incomplete=bool(problems))
         else:
             self.progress.message("report: skipped, no final results yet")
-        problems = [error for o in outcomes for error in o.errors] + final_errors
         if problems:
             print("faerec-study: some cells failed:", file=sys.stderr)
             for line in problems:
@@ -513,6 +514,11 @@ class StudyRunner:
             while True:
                 self.guard.check()
                 experiment = index.unfinished()
+                restored = experiment is not None and has_saved_state(
+                    cell_store.tune_dir / experiment["name"]
+                )
+                if not restored:  # no Tune state will resume them (a restored searcher checks)
+                    fail_stale_trials(study)
                 if experiment is None and count_done(study.get_trials(deepcopy=False)) >= target:
                     break
                 self.ray.ensure()
@@ -520,19 +526,17 @@ class StudyRunner:
                 monitor.concurrency = concurrency
                 from ray import tune
 
-                restored = experiment is not None and tune.Tuner.can_restore(
-                    str(cell_store.tune_dir / experiment["name"])
-                )
                 if experiment is not None and restored:
                     tuner = tune.Tuner.restore(
                         str(cell_store.tune_dir / experiment["name"]),
                         trainable=self.trainable(),
                         resume_errored=True,
+                        # restated: trials created after a restore would otherwise lack it
+                        param_space=self.param_space(cell),
                     )
                 else:
                     if experiment is not None:  # killed before Tune saved anything: start over
                         index.mark(experiment, "abandoned")
-                    fail_stale_trials(study)
                     remaining = target - count_done(study.get_trials(deepcopy=False))
                     if remaining <= 0:
                         break
@@ -608,17 +612,9 @@ class StudyRunner:
             base_seed=self.spec.search.seed,
         )
         base = self.spec.cell_config(cell)
-        payload = {
-            "dataset": cell.dataset,
-            "backbone": cell.backbone,
-            "method": cell.method,
-            "preset": self.spec.preset,
-            "overrides": self.spec.overrides(),
-            "objectives": [dataclasses.asdict(o) for o in objectives],
-        }
         return tune.Tuner(
             self.trainable(),
-            param_space={CELL_KEY: payload},
+            param_space=self.param_space(cell),
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
                 scheduler=make_scheduler(
@@ -640,6 +636,18 @@ class StudyRunner:
                 failure_config=tune.FailureConfig(max_failures=self.spec.resources.max_failures),
             ),
         )
+
+    def param_space(self, cell: Cell) -> dict[str, Any]:
+        """What every trial of the cell gets besides its parameters (plain, absolute values)."""
+        payload = {
+            "dataset": cell.dataset,
+            "backbone": cell.backbone,
+            "method": cell.method,
+            "preset": self.spec.preset,
+            "overrides": self.spec.overrides(),
+            "objectives": [dataclasses.asdict(o) for o in self.spec.search.objectives],
+        }
+        return {CELL_KEY: payload}
 
     def cell_outcome(self, cell: Cell, trials: list[Any]) -> CellOutcome:
         """A cell fails when it has trials and every one of them failed."""
@@ -677,7 +685,8 @@ class StudyRunner:
         self.ray.ensure()
         return stage.run(jobs, self.concurrency(), self.trial_resources())
 
-    def build_report(self) -> None:
+    def build_report(self, incomplete: bool) -> None:
+        """The report of the study; with failed cells, a report of the cells that have results."""
         try:
             from faerec.report import build_report
         except ImportError:
@@ -685,8 +694,24 @@ class StudyRunner:
             self.progress.message(f"report: faerec.report.build_report is missing; see {where}")
             return
         out_dir = Path(self.options.reports_dir).resolve() / self.spec.name
-        build_report([self.store.root], out_dir, list(self.spec.report_formats))
+        build_report(
+            [self.store.root],
+            out_dir,
+            list(self.spec.report_formats),
+            command=self.options.command or None,
+            allow_incomplete=incomplete,
+        )
         self.progress.message(f"report: {out_dir}")
+
+
+def has_saved_state(experiment_dir: Path) -> bool:
+    """Whether Tune saved the experiment's state at least once.
+
+    ``Tuner.can_restore`` only looks for ``tuner.pkl``, which Tune writes before any trial
+    starts; a driver killed before the first state snapshot leaves nothing to resume, and
+    restoring it would silently start over with the searcher's original seed.
+    """
+    return any(experiment_dir.glob("experiment_state-*.json"))
 
 
 def remove_checkpoints(experiment_dir: Path) -> None:

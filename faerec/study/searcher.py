@@ -116,7 +116,7 @@ class StudyOptunaSearch(OptunaSearch):
             return
         self._notify_result(ot_trial.number, result)
         if isinstance(self.metric, list) or FINISHED_KEY in result:
-            return  # Optuna keeps no intermediate values for several objectives
+            return  # no intermediate values with several objectives; the closing report is no epoch
         value = _finite(result.get(self.metric))
         step = result.get("training_iteration")
         if value is not None and step is not None:
@@ -145,10 +145,17 @@ class StudyOptunaSearch(OptunaSearch):
                 ot_trial.set_user_attr(attr, result[key])
         if message:
             ot_trial.set_user_attr("error", message)
-        self._notify_result(
-            ot_trial.number, result
-        )  # a scheduler's stopping result comes only here
-        self._study.tell(ot_trial, values if state == TrialState.COMPLETE else None, state=state)
+        # the result a scheduler stopped the trial on reaches the searcher only here
+        self._notify_result(ot_trial.number, result)
+        try:
+            self._study.tell(
+                ot_trial, values if state == TrialState.COMPLETE else None, state=state
+            )
+        except RuntimeError:
+            # GridSampler calls study.stop() once the grid is covered, which only works inside
+            # optimize(); Optuna has stored the trial by then, and our target stops the search.
+            if self._study._storage.get_trial(ot_trial._trial_id).state != state:
+                raise
         self._completed_trials.add(trial_id)
         monitor = _MONITORS.get(self._cell_id)
         if monitor is not None:

@@ -25,12 +25,13 @@ import yaml
 
 from faerec import config as runconf
 from faerec.errors import ConfigError
+from faerec.report import DEFAULT_FORMATS as DEFAULT_REPORT_FORMATS
+from faerec.report import FORMATS as REPORT_FORMATS
 from faerec.study.space import KINDS, Param, SearchSpace
 
 SAMPLERS = ("tpe", "random", "cmaes", "grid")
 SCHEDULERS = ("asha", "median", "none")
 DIRECTIONS = ("maximize", "minimize")
-REPORT_FORMATS = ("md", "html", "csv", "tex")
 TOP_LEVEL_KEYS = (
     "name",
     "description",
@@ -773,7 +774,7 @@ class _Checker:
     def report_formats(self, top: _Node) -> list[str]:
         node = self.node(top, "report", ("formats",))
         if node is None or "formats" not in node.data:
-            return ["md", "html"]
+            return list(DEFAULT_REPORT_FORMATS)
         return [f for f, _, _ in self.name_list(node, "formats", REPORT_FORMATS)]
 
     # -- search ------------------------------------------------------------------------------

@@ -1,9 +1,8 @@
 """The study store: ``studies/<name>/`` exactly as docs/store-layout.md describes it.
 
 The report reads only these files, and a killed run must never leave a half-written one, so
-every write goes to a temporary file in the same folder and is moved into place with
-``os.replace`` (atomic on POSIX). This module knows paths and file formats only: no Optuna, no
-Ray, no torch.
+every write goes through :mod:`faerec.atomic` (a temporary file in the same folder, then
+``os.replace``). This module knows paths and file formats only: no Optuna, no Ray, no torch.
 """
 
 from __future__ import annotations
@@ -12,47 +11,31 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from faerec.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 from faerec.errors import FaerecError
+
+__all__ = [
+    "CellStore",
+    "StudyStore",
+    "read_csv",
+    "read_json",
+    "write_bytes_atomic",
+    "write_csv_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
+]
 
 TRIAL_COLUMNS = ("number", "state", "value", "epochs", "seconds", "error", "params")
 EPOCH_COLUMNS_HEAD = ("trial", "epoch", "loss")
 EPOCH_COLUMNS_TAIL = ("seconds", "w_item", "w_feat")
 
 
-# --- atomic writes -----------------------------------------------------------------------------
-
-
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as temp:
-            temp.write(data)
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_json_atomic(path: str | Path, payload: Any) -> None:
-    """JSON with sorted keys; NaN/inf become null so that every JSON reader accepts the file."""
-    text = json.dumps(_finite(payload), indent=2, sort_keys=True, allow_nan=False)
-    write_text_atomic(path, text + "\n")
+# --- writes (atomic, through faerec.atomic) -----------------------------------------------------
 
 
 def write_csv_atomic(
@@ -97,16 +80,6 @@ def _csv_cell(value: Any) -> Any:
         return "" if not math.isfinite(value) else repr(value)
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True)
-    return value
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
     return value
 
 

@@ -641,7 +641,7 @@ def dataset_stats(studies: list[StudyRecord]) -> list[DatasetStats]:
                 out[cell.dataset] = DatasetStats(
                     dataset=cell.dataset,
                     values={k: v for k, v in stats.items() if k not in _DATA_STAT_SKIP},
-                    items_per_bucket=dict(stats.get("items_per_bucket") or {}),
+                    items_per_bucket=_by_bucket_bound(stats.get("items_per_bucket") or {}),
                     fingerprint=str(stats.get("fingerprint") or ""),
                     differing_cells=[],
                 )
@@ -997,3 +997,13 @@ def p_value_rows(table: ResultTable) -> list[tuple[str, str, dict[Column, TestOu
         if any(v is not None for v in users.values()):
             out.append((row.label, "Wilcoxon (users)", users))
     return out
+
+
+def _by_bucket_bound(counts: dict[str, int]) -> dict[str, int]:
+    """Bucket labels ('1-4', '10-19', '50+') in numeric order, whatever order the JSON kept."""
+
+    def lower_bound(label: str) -> float:
+        head = label.split("-")[0].rstrip("+")
+        return float(head) if head.isdigit() else float("inf")
+
+    return {label: counts[label] for label in sorted(counts, key=lower_bound)}

@@ -151,10 +151,13 @@ def test_sigterm_stops_cleanly_and_resume_continues_from_checkpoints(run: Run) -
     assert resume(run) == 0
     assert_complete_without_repeats(run)
     assert not [t for t in run.trials() if t.state.name == "FAIL"]
-    # trials that were running restarted from their last checkpoint, not from epoch 0
+    # trials that were running restarted from their last checkpoint, not from epoch 0: the
+    # reported iterations never go back. The one epoch in flight when the signal came may be
+    # reported twice (its result can reach Tune before its checkpoint is recorded).
     for trial_dir in (run.cell / "tune" / "search-001").glob("trial_*"):
         iterations = reported_iterations(trial_dir)
-        assert iterations == sorted(set(iterations)), iterations
+        assert iterations == sorted(iterations), iterations
+        assert len(iterations) - len(set(iterations)) <= 1, iterations
 
 
 def test_sigkill_loses_no_trial_and_leaves_none_running(run: Run) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from faerec.config import METHODS
+from faerec.config import METHODS, flatten
 from faerec.report.load import CellRecord, StudyRecord, open_optuna_study, tidy_frame
 from faerec.report.stats import TestOutcome, paired_t_test, paired_user_wilcoxon
 from faerec.results import RunResult
@@ -847,15 +847,9 @@ def curriculum_history(result: RunResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flat_config(value, name + "."))
-        else:
-            out[name] = value
-    return out
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``{"section.key": value}`` of a stored run configuration."""
+    return flatten(config)
 
 
 def fmt_param(value: Any) -> str:

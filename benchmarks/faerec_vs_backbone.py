@@ -36,6 +36,13 @@ BUDGETS: dict[str, list[str]] = {
     ],
 }
 GROUPS = ("overall", "head_items", "tail_items")
+
+
+def budget(method: str) -> list[str]:
+    """Ablations (faerec-*) share FAERec's budget."""
+    return BUDGETS["backbone" if method == "backbone" else "faerec"]
+
+
 METRICS = ("hr@10", "ndcg@10")
 
 
@@ -48,7 +55,7 @@ def run_one(method: str, seed: int, dataset: str, backbone: str, out: Path) -> P
         "--dataset", dataset, "--backbone", backbone, "--method", method, "--quiet",
         "--json", str(target),
         "--set", f"train.seed={seed}", "--set", "train.num_threads=1",
-        *[arg for setting in BUDGETS[method] for arg in ("--set", setting)],
+        *[arg for setting in budget(method) for arg in ("--set", setting)],
     ]  # fmt: skip
     log = target.with_suffix(".log")
     with log.open("w") as handle:

@@ -66,16 +66,14 @@ def preprocess_amazon(
         interactions.append((user, item, time))
 
     sequences, item_tokens = _filter_and_number(interactions, user_core, item_core, reviews)
-    wanted = set(item_tokens)
-    metadata: dict[str, dict[str, Any]] = {}
-    for line_number, record in _records(meta, key_pattern=_AMAZON_ASIN, wanted=wanted):
-        asin = _required_str(record, "asin", meta, line_number)
-        if asin in wanted:
-            metadata[asin] = _amazon_item_fields(record, meta, line_number)
-    empty = {"title": "", "brand": "", "price": "", "categories": [], "description": ""}
-    item_fields: list[dict[str, Any]] = [{}] + [
-        {"asin": asin, **metadata.get(asin, empty)} for asin in item_tokens
-    ]
+    item_fields, items_with_metadata = _join_item_metadata(
+        meta,
+        _AMAZON_ASIN,
+        "asin",
+        item_tokens,
+        _amazon_item_fields,
+        {"title": "", "brand": "", "price": "", "categories": [], "description": ""},
+    )
     return _write_and_load(
         out_dir,
         sequences,
@@ -88,7 +86,7 @@ def preprocess_amazon(
             "user_core": user_core,
             "item_core": item_core,
             "filter": "rating > 0; single pass, counts on the raw data (official filter_common)",
-            "items_with_metadata": len(metadata),
+            "items_with_metadata": items_with_metadata,
         },
     )
 
@@ -123,17 +121,14 @@ def preprocess_yelp(
         interactions.append((user, item, int(digits.ljust(14, "0"))))
 
     sequences, item_tokens = _filter_and_number(interactions, user_core, item_core, reviews)
-    wanted = set(item_tokens)
-    metadata: dict[str, dict[str, Any]] = {}
-    for line_number, record in _records(business, key_pattern=_YELP_BUSINESS, wanted=wanted):
-        business_id = _required_str(record, "business_id", business, line_number)
-        if business_id in wanted:
-            metadata[business_id] = _yelp_item_fields(record, business, line_number)
-    empty: dict[str, Any] = {"name": "", "categories": []}
-    item_fields: list[dict[str, Any]] = [{}] + [
-        {"business_id": business_id, **metadata.get(business_id, empty)}
-        for business_id in item_tokens
-    ]
+    item_fields, items_with_metadata = _join_item_metadata(
+        business,
+        _YELP_BUSINESS,
+        "business_id",
+        item_tokens,
+        _yelp_item_fields,
+        {"name": "", "categories": []},
+    )
     return _write_and_load(
         out_dir,
         sequences,
@@ -149,7 +144,7 @@ def preprocess_yelp(
             "date_to": highest,
             "filter": "stars > 0, date in [date_from, date_to] (string comparison); "
             "single pass, counts on the raw data (official filter_common)",
-            "items_with_metadata": len(metadata),
+            "items_with_metadata": items_with_metadata,
         },
     )
 
@@ -179,6 +174,30 @@ def _filter_and_number(
         events.sort(key=lambda event: event[1])  # stable: same-time events keep file order
         sequences.append([item_id_of.setdefault(item, len(item_id_of) + 1) for item, _ in events])
     return sequences, list(item_id_of)
+
+
+def _join_item_metadata(
+    path: Path,
+    key_pattern: re.Pattern[str],
+    id_key: str,
+    item_tokens: list[str],
+    parse_fields: Callable[[dict[str, Any], Path, int], dict[str, Any]],
+    empty: dict[str, Any],
+) -> tuple[list[dict[str, Any]], int]:
+    """Item fields in item-id order (row 0 empty) and how many items had a metadata line.
+
+    Only metadata lines of kept items are parsed; items without one get ``empty`` fields.
+    """
+    wanted = set(item_tokens)
+    metadata: dict[str, dict[str, Any]] = {}
+    for line_number, record in _records(path, key_pattern=key_pattern, wanted=wanted):
+        token = _required_str(record, id_key, path, line_number)
+        if token in wanted:
+            metadata[token] = parse_fields(record, path, line_number)
+    fields: list[dict[str, Any]] = [{}] + [
+        {id_key: token, **metadata.get(token, empty)} for token in item_tokens
+    ]
+    return fields, len(metadata)
 
 
 def _write_and_load(

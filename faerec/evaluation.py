@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from faerec.config import EvalConfig
+from faerec.data.ragged import flatten_rows, row_membership
 from faerec.data.types import SplitPart
 from faerec.errors import ConfigError
 from faerec.models.base import SequentialRecommender
@@ -37,10 +38,8 @@ __all__ = [
     "EvaluationOutput",
     "evaluate",
     "hr_ndcg",
-    "flatten_rows",
     "metric_names",
     "ranks_from_topk",
-    "row_membership",
     "sample_eval_negatives",
     "topk_metrics",
 ]
@@ -141,33 +140,6 @@ def topk_metrics(
 
 
 # --- building blocks ---------------------------------------------------------------------------
-
-
-def flatten_rows(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row arrays -> (flat items, offsets [N + 1]); row r is ``flat[off[r] : off[r + 1]]``."""
-    lengths = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
-    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    if len(arrays) == 0 or offsets[-1] == 0:
-        return np.zeros(0, dtype=np.int64), offsets
-    flat = np.concatenate([np.asarray(a, dtype=np.int64).reshape(-1) for a in arrays])
-    return flat, offsets
-
-
-def row_membership(
-    flat: np.ndarray, offsets: np.ndarray, rows: np.ndarray, width: int
-) -> np.ndarray:
-    """Boolean [len(rows), width] matrix: True where the item belongs to that row's set."""
-    member = np.zeros((len(rows), width), dtype=bool)
-    starts = offsets[rows]
-    lengths = offsets[rows + 1] - starts
-    total = int(lengths.sum())
-    if total:
-        row_of = np.repeat(np.arange(len(rows)), lengths)
-        # position of each entry inside the flat array: start of its row + rank within the row
-        within = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        member[row_of, flat[np.repeat(starts, lengths) + within]] = True
-    return member
 
 
 def sample_eval_negatives(

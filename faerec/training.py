@@ -30,9 +30,10 @@ import torch
 
 from faerec.atomic import atomic_path
 from faerec.config import RunConfig, validate
+from faerec.data.ragged import flatten_rows, row_membership
 from faerec.data.types import InteractionData, SplitPart
 from faerec.errors import ConfigError, TrainingError
-from faerec.evaluation import EvaluationOutput, evaluate, flatten_rows, row_membership
+from faerec.evaluation import EvaluationOutput, evaluate
 from faerec.models.base import SequentialRecommender, TrainBatch
 from faerec.results import EpochReport, GroupMetrics, RunResult
 

@@ -21,7 +21,6 @@ from torch import Tensor, nn
 from faerec.config import FAERec_SCORING, FAERecConfig
 from faerec.errors import ConfigError
 from faerec.models.alignment import barlow_twins, item_infonce, split_barlow_twins
-from faerec.models.backbones.layers import FastDropout
 from faerec.models.base import (
     Backbone,
     LossTerms,
@@ -31,6 +30,7 @@ from faerec.models.base import (
 )
 from faerec.models.curriculum import curriculum_weights
 from faerec.models.gates import build_gate
+from faerec.models.layers import FastDropout
 
 
 class LLMAdapter(nn.Module):

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from faerec.config import GATES
 from faerec.errors import ConfigError
-from faerec.models.backbones.layers import FastDropout
+from faerec.models.layers import FastDropout
 
 
 class DimensionGate(nn.Module):

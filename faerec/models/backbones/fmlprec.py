@@ -22,11 +22,11 @@ from torch import Tensor, nn
 from faerec.config import ModelConfig
 from faerec.models.backbones.layers import (
     LAYER_NORM_EPS,
-    FastDropout,
     PointwiseFeedForward,
     init_normal_,
 )
 from faerec.models.base import Backbone
+from faerec.models.layers import FastDropout
 
 #: std of the random init of the filter weights (hard-coded in the official code).
 FILTER_INIT_STD = 0.02

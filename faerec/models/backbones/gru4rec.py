@@ -21,12 +21,12 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from faerec.config import ModelConfig
 from faerec.models.backbones.layers import (
-    FastDropout,
     TokenLayout,
     embed_real_items,
     init_normal_,
 )
 from faerec.models.base import Backbone
+from faerec.models.layers import FastDropout
 
 
 def rotate_rows(values: Tensor, shifts: Tensor) -> Tensor:

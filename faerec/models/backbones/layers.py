@@ -1,6 +1,8 @@
 """Building blocks shared by the backbones, and the two weight initialisations they use.
 
-The block layout follows the official encoder (spec 1.3): every sub-layer is post-LN, i.e.
+Layers FAERec needs too (the dropout) live in :mod:`faerec.models.layers`.
+
+The block layout follows the official encoder: every sub-layer is post-LN, i.e.
 ``LayerNorm(x + Dropout(sublayer(x)))``, with LayerNorm eps 1e-12 as in the authors' own
 LayerNorm class (which computes the same biased-variance normalisation as ``nn.LayerNorm``).
 
@@ -17,26 +19,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from faerec.models.layers import FastDropout
+
 #: eps of every LayerNorm inside the encoders (the official value).
 LAYER_NORM_EPS = 1e-12
-
-
-def fast_dropout(values: Tensor, p: float, training: bool) -> Tensor:
-    """Inverted dropout with the same distribution as ``F.dropout``, about twice as fast on CPU
-    forward plus backward (``torch.rand_like`` and a threshold instead of ``bernoulli_``)."""
-    if not training or p == 0.0:
-        return values
-    if p >= 1.0:
-        return torch.zeros_like(values)
-    keep_scale = torch.rand_like(values).ge_(p).mul_(1.0 / (1.0 - p))
-    return values * keep_scale
-
-
-class FastDropout(nn.Dropout):
-    """``nn.Dropout`` computed by :func:`fast_dropout` (drop-in: same class, same argument)."""
-
-    def forward(self, input: Tensor) -> Tensor:
-        return fast_dropout(input, self.p, self.training)
 
 
 @dataclass(frozen=True)
@@ -161,11 +147,9 @@ def init_truncated_normal_(module: nn.Module, std: float) -> None:
 
 __all__ = [
     "LAYER_NORM_EPS",
-    "FastDropout",
     "PointwiseFeedForward",
     "TokenLayout",
     "embed_real_items",
-    "fast_dropout",
     "init_normal_",
     "init_truncated_normal_",
 ]

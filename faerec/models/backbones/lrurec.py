@@ -40,13 +40,13 @@ from torch import Tensor, nn
 from faerec.config import ModelConfig
 from faerec.models.backbones.layers import (
     LAYER_NORM_EPS,
-    FastDropout,
     PointwiseFeedForward,
     TokenLayout,
     embed_real_items,
     init_truncated_normal_,
 )
 from faerec.models.base import Backbone
+from faerec.models.layers import FastDropout
 
 #: Ring of the initial eigenvalue magnitudes (the official values).
 RADIUS_MIN = 0.8

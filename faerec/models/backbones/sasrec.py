@@ -25,14 +25,13 @@ from torch import Tensor, nn
 from faerec.config import ModelConfig
 from faerec.models.backbones.layers import (
     LAYER_NORM_EPS,
-    FastDropout,
     PointwiseFeedForward,
     TokenLayout,
     embed_real_items,
-    fast_dropout,
     init_normal_,
 )
 from faerec.models.base import Backbone
+from faerec.models.layers import FastDropout, fast_dropout
 
 #: The official additive mask value for keys a query must not see.
 MASKED_SCORE = -10000.0

@@ -84,6 +84,7 @@ def test_trials_csv_columns_follow_the_layout(tmp_path: Path) -> None:
             "seconds",
             "error",
             "params",
+            "retry_of",
         ]
     cell.write_trials([{"number": 0, "state": "COMPLETE", "value": 0.1, "value_1": 0.2}], 1)
     assert read_csv(cell.trials_csv)[0]["value_1"] == "0.2"

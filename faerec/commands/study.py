@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from faerec.study.spec import SpecError, StudySpec, parse_spec, spec_from_dict
-from faerec.study.store import StudyStore, read_csv, read_json
+from faerec.study.store import StudyStore, count_trials, read_csv, read_json
 
 DEFAULT_STUDIES_DIR = "studies"
 DEFAULT_REPORTS_DIR = "reports"
@@ -199,17 +199,14 @@ def handle_status(args: argparse.Namespace) -> int:
         cell = store.cell(cell_id)
         info = read_json(cell.cell_json) if cell.cell_json.exists() else {}
         trials = read_csv(cell.trials_csv)
-        states = {
-            s: sum(1 for t in trials if t["state"] == s)
-            for s in ("RUNNING", "COMPLETE", "PRUNED", "FAIL")
-        }
+        counts = count_trials(trials)
         seeds = len(cell.done_seeds())
         print(f"{cell_id}")
         if info.get("has_space"):
             print(
-                f"  trials: {states['COMPLETE'] + states['PRUNED'] + states['FAIL']}/"
-                f"{info.get('n_trials_target', '?')} finished (complete {states['COMPLETE']}, "
-                f"pruned {states['PRUNED']}, failed {states['FAIL']}, running {states['RUNNING']})"
+                f"  trials: {counts.done}/{info.get('n_trials_target', '?')} finished "
+                f"(complete {counts.complete}, pruned {counts.pruned}, failed {counts.failed}, "
+                f"running {counts.running})"
             )
         else:
             print("  no search: runs its preset configuration")

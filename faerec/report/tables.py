@@ -21,6 +21,7 @@ from faerec.config import METHODS, flatten
 from faerec.report.load import CellRecord, StudyRecord, open_optuna_study, tidy_frame
 from faerec.report.stats import TestOutcome, paired_t_test, paired_user_wilcoxon
 from faerec.results import RunResult
+from faerec.study.store import count_trials
 
 BACKBONE_LABELS = {
     "sasrec": "SASRec",
@@ -740,11 +741,12 @@ def search_summary(cell: CellRecord) -> SearchSummary:
         history = pd.DataFrame(columns=["number", "state", "value", "values"])
     while len(objective_names) < len(directions):
         objective_names.append(f"objective {len(objective_names)}")
-    counts = {
-        state: int((history["state"] == state).sum())
-        for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
-    }
-    counts = {s: n for s, n in counts.items() if n or s != "RUNNING"}
+    tally = count_trials(study.trials if study is not None else cell.trials.to_dict("records"))
+    counts = {"COMPLETE": tally.complete, "PRUNED": tally.pruned, "FAIL": tally.failed}
+    if tally.interrupted:
+        counts["INTERRUPTED"] = tally.interrupted
+    if tally.running:
+        counts["RUNNING"] = tally.running
     failures: list[tuple[int, str]] = []
     search_seconds = None
     if not cell.trials.empty:

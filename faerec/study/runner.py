@@ -47,6 +47,7 @@ from faerec.study.spec import Cell, StudySpec, changed_keys, spec_hash
 from faerec.study.store import (
     CellStore,
     StudyStore,
+    count_trials,
     read_csv,
     read_json,
     write_json_atomic,
@@ -326,6 +327,7 @@ def trial_row(trial: Any) -> dict[str, Any]:
         "seconds": trial.user_attrs.get("seconds"),
         "error": trial.user_attrs.get("error", ""),
         "params": json.dumps(trial.params, sort_keys=True),
+        "retry_of": trial.user_attrs.get("retry_of"),
     }
     if (
         row["seconds"] is None
@@ -377,7 +379,7 @@ def search_progress(
     spec: StudySpec, trials: list[Any], target: int, concurrency: int
 ) -> dict[str, Any]:
     """Fields of a cell's progress line from its Optuna trials."""
-    states = Counter(t.state.name for t in trials if not t.user_attrs.get("stale"))
+    counts = count_trials(trials)
     complete = [t for t in trials if t.state.name == "COMPLETE" and t.values]
     best = ""
     if complete:
@@ -392,18 +394,17 @@ def search_progress(
         for t in trials
         if t.state.name in ("COMPLETE", "PRUNED") and t.datetime_start and t.datetime_complete
     ]
-    done = states["COMPLETE"] + states["PRUNED"] + states["FAIL"]
     eta_at = None
-    if durations and target > done:
+    if durations and target > counts.done:
         mean = sum(durations) / len(durations)
-        eta_at = time.monotonic() + mean * math.ceil((target - done) / concurrency)
+        eta_at = time.monotonic() + mean * math.ceil((target - counts.done) / concurrency)
     return {
         "stage": "search",
         "target": target,
-        "running": states["RUNNING"],
-        "complete": states["COMPLETE"],
-        "pruned": states["PRUNED"],
-        "failed": states["FAIL"],
+        "running": counts.running,
+        "complete": counts.complete,
+        "pruned": counts.pruned,
+        "failed": counts.failed,
         "best": best,
         "eta_at": eta_at,
     }

@@ -31,6 +31,7 @@ from ray.tune.schedulers import MedianStoppingRule, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from faerec.study.space import SearchSpace, build_sampler
+from faerec.study.store import count_trials
 from faerec.study.trainable import (
     EPOCHS_KEY,
     ERROR_KEY,
@@ -38,9 +39,6 @@ from faerec.study.trainable import (
     SECONDS_KEY,
     TRIAL_NUMBER_KEY,
 )
-
-#: Optuna trial states that count towards a cell's trial target (see :func:`count_done`)
-DONE_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 class SearchMonitor(Protocol):
@@ -274,17 +272,8 @@ def fail_stale_trials(
 
 
 def count_done(trials: Sequence[optuna.trial.FrozenTrial]) -> int:
-    """Trials that count towards the target: finished, except failures that will be retried.
-
-    A FAIL that was retried (its number is some trial's ``retry_of``) or is waiting to be retried
-    does not count: the retry stands in for it.
-    """
-    retried = {t.user_attrs.get("retry_of") for t in trials if "retry_of" in t.user_attrs}
-    return sum(
-        1
-        for t in trials
-        if t.state in DONE_STATES and not (t.state == TrialState.FAIL and t.number in retried)
-    )
+    """Trials that count towards the target (:func:`faerec.study.store.count_trials`)."""
+    return count_trials(trials).done
 
 
 def open_storage(url: str, journal_path: str) -> optuna.storages.BaseStorage:

@@ -22,6 +22,8 @@ from faerec.errors import FaerecError
 __all__ = [
     "CellStore",
     "StudyStore",
+    "TrialCounts",
+    "count_trials",
     "read_csv",
     "read_json",
     "write_bytes_atomic",
@@ -30,9 +32,97 @@ __all__ = [
     "write_text_atomic",
 ]
 
-TRIAL_COLUMNS = ("number", "state", "value", "epochs", "seconds", "error", "params")
+TRIAL_COLUMNS = ("number", "state", "value", "epochs", "seconds", "error", "params", "retry_of")
+#: trial states that have ended (the trial will never run again)
+FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
+#: the states a trials.csv row can have
+TRIAL_STATES = (*FINISHED_STATES, "RUNNING")
 EPOCH_COLUMNS_HEAD = ("trial", "epoch", "loss")
 EPOCH_COLUMNS_TAIL = ("seconds", "w_item", "w_feat")
+
+
+# --- trial counts (the one definition of "trials done") -----------------------------------------
+
+
+@dataclass(frozen=True)
+class TrialCounts:
+    """A cell's trials by state.
+
+    ``done`` is what counts towards the cell's trial target: COMPLETE, PRUNED and FAIL trials
+    (a failed configuration was tried; running it again would most likely fail again), but not
+    ``interrupted`` ones: a FAIL that a stopped driver left behind and whose parameters were
+    enqueued again (some trial has ``retry_of`` = its number), because the retry stands in for it.
+    ``running`` and ``waiting`` (enqueued, not started) do not count.
+    """
+
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    running: int = 0
+    interrupted: int = 0
+    waiting: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.complete + self.pruned + self.failed
+
+    @property
+    def total(self) -> int:
+        return self.done + self.running + self.interrupted + self.waiting
+
+
+def count_trials(trials: Iterable[Any]) -> TrialCounts:
+    """Count trials by state; the only place that decides what "done" means (see TrialCounts).
+
+    Each item is a state name (``"COMPLETE"``, ``"PRUNED"``, ``"FAIL"``, ``"RUNNING"``,
+    ``"WAITING"``, or ``"INTERRUPTED"`` for a retried FAIL), a trials.csv row (a mapping with
+    ``state``, ``number`` and optionally ``retry_of``) or an Optuna ``FrozenTrial`` (its
+    ``state.name``, ``number`` and ``user_attrs["retry_of"]``). For rows and trials, a FAIL
+    whose number some trial names in ``retry_of`` is counted as interrupted.
+    """
+    items = [_state_number_retry(t) for t in trials]
+    retried = {retry for _, _, retry in items if retry is not None}
+    counts = dict.fromkeys(("COMPLETE", "PRUNED", "FAIL", "RUNNING", "INTERRUPTED", "WAITING"), 0)
+    for state, number, _ in items:
+        if state == "FAIL" and number is not None and number in retried:
+            state = "INTERRUPTED"
+        if state in counts:
+            counts[state] += 1
+    return TrialCounts(
+        complete=counts["COMPLETE"],
+        pruned=counts["PRUNED"],
+        failed=counts["FAIL"],
+        running=counts["RUNNING"],
+        interrupted=counts["INTERRUPTED"],
+        waiting=counts["WAITING"],
+    )
+
+
+def _state_number_retry(trial: Any) -> tuple[str, int | None, int | None]:
+    """(state, number, retry_of) of a state name, a trials.csv row or an Optuna trial."""
+    if isinstance(trial, str):
+        return trial.upper(), None, None
+    if isinstance(trial, Mapping):
+        return (
+            str(trial.get("state", "")).upper(),
+            _as_int(trial.get("number")),
+            _as_int(trial.get("retry_of")),
+        )
+    attrs = getattr(trial, "user_attrs", None) or {}
+    return str(trial.state.name), _as_int(trial.number), _as_int(attrs.get("retry_of"))
+
+
+def _as_int(value: Any) -> int | None:
+    """An integer from a CSV cell, a JSON value or a float like ``3.0``; None when absent."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if math.isfinite(number) and number == int(number) else None
 
 
 # --- writes (atomic, through faerec.atomic) -----------------------------------------------------

@@ -205,7 +205,7 @@ name: broken
 datasets: [broken]
 backbones: [sasrec]
 methods: [backbone]
-fixed: {train.max_epochs: 1}
+fixed: {train.max_epochs: 1, train.eval_start_epoch: 0}
 search:
   trials: 3
   space:

@@ -29,7 +29,7 @@ backbones: [sasrec]
 methods: [backbone, faerec]
 preset: official
 fixed:
-  train.max_epochs: 200
+  train.max_epochs: 300
 search:
   metric: valid.ndcg@20
   direction: maximize
@@ -46,7 +46,7 @@ search:
           cosine: {faerec.w_min: {uniform: [0.1, 0.95]}, faerec.period: {int: [10, 40]}}
           linear: {faerec.ramp_epochs: {int: [5, 60]}}
           constant: {}
-scheduler: {type: asha, grace_epochs: 10, reduction_factor: 3}
+scheduler: {type: asha, grace_epochs: 62, reduction_factor: 3}
 resources: {cpus_per_trial: 1, gpus_per_trial: 0.25, max_concurrent: 2}
 final: {seeds: 5}
 report: {formats: [md, html]}
@@ -99,7 +99,7 @@ def test_issue_spec_resolves_cells_and_space(tmp_path: Path) -> None:
         "faerec.ramp_epochs",
     ]
     assert spec.trials_for(faerec_cell) == 40 and spec.trials_for(spec.cells()[0]) == 0
-    assert spec.scheduler.grace_epochs == 10 and spec.resources.gpus_per_trial == 0.25
+    assert spec.scheduler.grace_epochs == 62 and spec.resources.gpus_per_trial == 0.25
 
 
 def test_minimal_spec_gets_documented_defaults(tmp_path: Path) -> None:
@@ -112,7 +112,9 @@ def test_minimal_spec_gets_documented_defaults(tmp_path: Path) -> None:
     assert spec.resources.max_concurrent is None and spec.resources.cpus_per_trial == 1.0
 
 
-@pytest.mark.parametrize("name", ["quick.yaml", "beauty.yaml", "yelp.yaml"])
+@pytest.mark.parametrize(
+    "name", ["quick.yaml", "beauty.yaml", "yelp.yaml", "beauty-sasrec-cpu.yaml"]
+)
 def test_bundled_study_files_are_valid(name: str) -> None:
     spec = parse_spec(REPO / "search_spaces" / name)
     assert any(c.space is not None for c in spec.cells())
@@ -435,12 +437,64 @@ def test_changed_keys_names_result_defining_changes_only(tmp_path: Path) -> None
         "seed: 0", "seed: 3"
     )
     assert changed_keys(old, parse_spec(write(tmp_path, allowed, "b.yaml")).to_dict()) == []
-    changed = ISSUE_SPEC.replace("train.max_epochs: 200", "train.max_epochs: 100")
+    changed = ISSUE_SPEC.replace("train.max_epochs: 300", "train.max_epochs: 400")
     changed = changed.replace("[0.02, 0.5]", "[0.02, 0.4]").replace(
-        "grace_epochs: 10", "grace_epochs: 5"
+        "grace_epochs: 62", "grace_epochs: 70"
     )
     assert changed_keys(old, parse_spec(write(tmp_path, changed, "c.yaml")).to_dict()) == [
         "fixed.train.max_epochs",
         "search.space.faerec.faerec.tau.loguniform",
         "scheduler.grace_epochs",
     ]
+
+
+# --- budget: every run can select an epoch -----------------------------------------------------
+
+FAEREC_BEAUTY = """\
+name: budget
+datasets: [beauty]
+backbones: [sasrec]
+methods: [faerec]
+fixed:
+  train.max_epochs: 50
+search:
+  space:
+    faerec:
+      faerec.tau: {loguniform: [0.02, 0.5]}
+"""
+
+
+def test_a_budget_that_ends_before_the_first_validation_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, FAEREC_BEAUTY)  # the official start is the 62nd epoch
+    assert only_problem(path).startswith(
+        f"{path}:6: fixed.train.max_epochs: train.max_epochs 50 ends before the first "
+        "validation (train.eval_start_epoch 61 is 0-based: epoch 62)"
+    )
+
+
+def test_a_grace_period_before_the_first_validation_is_refused(tmp_path: Path) -> None:
+    text = FAEREC_BEAUTY.replace("50", "100") + "scheduler: {type: asha, grace_epochs: 5}\n"
+    path = write(tmp_path, text)
+    assert only_problem(path).startswith(
+        f"{path}:11: scheduler.grace_epochs: 5 ends before the first validated epoch 62"
+    )
+
+
+def test_a_grace_period_past_the_budget_is_refused(tmp_path: Path) -> None:
+    text = FAEREC_BEAUTY.replace("50", "100") + "scheduler: {type: asha, grace_epochs: 101}\n"
+    assert "101 is longer than train.max_epochs 100" in only_problem(write(tmp_path, text))
+
+
+def test_an_unwritten_grace_period_follows_the_first_validation(tmp_path: Path) -> None:
+    spec = parse_spec(write(tmp_path, FAEREC_BEAUTY.replace("50", "100")))
+    again = spec_from_dict(json.loads(json.dumps(spec.to_dict())), "study.json")
+    assert again.scheduler.grace_epochs == 1  # stored, and still accepted on resume
+
+
+def test_validate_exits_2_on_a_budget_without_validation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = FAEREC_BEAUTY + "scheduler: {type: asha, grace_epochs: 5}\n"
+    assert main(["validate", str(write(tmp_path, text))]) == 2
+    err = capsys.readouterr().err
+    assert "fixed.train.max_epochs" in err and ": ok" not in err

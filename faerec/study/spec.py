@@ -16,7 +16,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_origin
@@ -24,6 +24,7 @@ from typing import Any, get_origin
 import yaml
 
 from faerec import config as runconf
+from faerec.budget import grace_problem, selection_problem
 from faerec.errors import ConfigError
 from faerec.report import DEFAULT_FORMATS as DEFAULT_REPORT_FORMATS
 from faerec.report import FORMATS as REPORT_FORMATS
@@ -431,7 +432,7 @@ def parse_spec_text(text: str, filename: str, base_dir: Path) -> StudySpec:
 
 def spec_from_dict(data: dict[str, Any], filename: str) -> StudySpec:
     """Rebuild a spec from :meth:`StudySpec.to_dict` output (study.json): trusted paths."""
-    checker = _Checker(filename, [])
+    checker = _Checker(filename, [], stored=True)
     spec = checker.study(data, None, "")
     if checker.problems or spec is None:
         raise SpecError(checker.problems)
@@ -506,9 +507,11 @@ class _Checker:
     configuration run only on an otherwise clean spec.
     """
 
-    def __init__(self, filename: str, problems: list[Problem]) -> None:
+    def __init__(self, filename: str, problems: list[Problem], stored: bool = False) -> None:
         self.file = filename
         self.problems = problems
+        #: reading study.json back (resume): every default is written out there
+        self.stored = stored
 
     def error(self, line: int, key: str, message: str) -> None:
         self.problems.append(Problem(self.file, line, key, message))
@@ -1154,6 +1157,42 @@ class _Checker:
                 if k not in config.eval.ks:
                     message = f"K={k} is not among eval.ks {config.eval.ks} (cell {cell.cell_id})"
                     report(metric_line, "search.metric", message)
+            self.budget(spec, cell, config, top, fixed, report)
+
+    def budget(
+        self,
+        spec: StudySpec,
+        cell: Cell,
+        config: runconf.RunConfig,
+        top: _Node,
+        fixed: _Node | None,
+        report: Callable[[int, str, str], None],
+    ) -> None:
+        """Refuse a cell that cannot select an epoch, or whose grace period judges no validation.
+
+        The grace period is checked only where the spec writes it: left out, the runner uses the
+        cell's first validated epoch (see docs/study-spec.md).
+        """
+        problem = selection_problem(config)
+        if problem is not None:
+            written = [k for k in ("train.max_epochs", "train.eval_start_epoch") if k in spec.fixed]
+            line = fixed.line_of(written[0]) if written and fixed is not None else top.line
+            key = f"fixed.{written[0]}" if written else "fixed"
+            report(line, key, f"{problem} (cell {cell.cell_id}, preset {spec.preset})")
+            return
+        scheduler = top.data.get("scheduler")
+        if (
+            self.stored  # study.json writes every default out: only the user's file says
+            or cell.space is None
+            or spec.scheduler.type == "none"
+            or not isinstance(scheduler, dict)
+            or "grace_epochs" not in scheduler
+        ):
+            return
+        problem = grace_problem(config, spec.scheduler.grace_epochs)
+        if problem is not None:
+            line = _line(scheduler, "grace_epochs", top.line_of("scheduler"))
+            report(line, "scheduler.grace_epochs", f"{problem} (cell {cell.cell_id})")
 
 
 def _divides(span: float, step: float) -> bool:

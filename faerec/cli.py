@@ -17,7 +17,7 @@ import sys
 
 from faerec.errors import FaerecError
 
-COMMAND_MODULES = ("train", "embed", "prepare", "study", "report")
+COMMAND_MODULES = ("train", "config", "embed", "prepare", "study", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

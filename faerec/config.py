@@ -31,6 +31,9 @@ EVAL_MODES = ("full", "sampled")
 EVAL_MASKING = ("official", "clean")
 POPULARITY_SOURCES = ("full", "train")
 PRESETS = ("official", "none")
+#: Whose official FAERec settings a dataset takes (``data.preset_as``): the authors ran Beauty,
+#: Yelp and Food (Amazon Grocery_and_Gourmet_Food); ``generic`` = the authors' code defaults.
+PRESET_AS = ("beauty", "yelp", "food", "generic")
 
 #: Method names a study or ``train --method`` accepts, and the FAERec keys each one sets.
 #: ``backbone`` is the plain ID model; the others are FAERec and its ablations.
@@ -70,6 +73,12 @@ class DataConfig:
         "'full' counts every interaction, validation and test included (official); "
         "'train' counts training interactions only (no leakage)",
         default="full",
+    )
+    preset_as: str = _doc(
+        "whose official FAERec settings the 'official' preset uses: beauty | yelp | food | "
+        "generic (the authors' code defaults); empty = as the dataset declares it (bundled "
+        "datasets; 'preset_as' in dataset.json), generic when it declares nothing",
+        default="",
     )
 
 
@@ -364,6 +373,8 @@ def validate(config: RunConfig) -> None:
     _choice("eval.mode", config.eval.mode, EVAL_MODES)
     _choice("eval.masking", config.eval.masking, EVAL_MASKING)
     _choice("data.popularity_source", config.data.popularity_source, POPULARITY_SOURCES)
+    if config.data.preset_as:
+        _choice("data.preset_as", config.data.preset_as, PRESET_AS)
     positive = {
         "data.max_seq_length": config.data.max_seq_length,
         "model.hidden_size": config.model.hidden_size,
@@ -456,7 +467,8 @@ _PLAIN_BACKBONE: dict[str, dict[str, Any]] = {
     },
 }
 
-#: FAERec settings of the official logs (spec 3.1), per (dataset, backbone). Food is not bundled.
+#: FAERec settings of the official runs, per (preset_as, backbone) (docs/method.md §Presets).
+#: LRURec on Food has no valid official run: its row is our choice, explained there.
 _FAERec_RUNS: dict[tuple[str, str], dict[str, Any]] = {
     ("beauty", "sasrec"): {
         "faerec.align_weight": 0.2,
@@ -515,25 +527,122 @@ _FAERec_RUNS: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
-def preset_overrides(preset: str, dataset: str, backbone: str, method: str) -> dict[str, Any]:
-    """The dotted-key settings a preset gives one (dataset, backbone, method) cell."""
+#: The authors' code defaults (``main.py``), which a dataset that declares no ``preset_as`` gets:
+#: what running their code on new data without tuning flags would use.
+_FAERec_GENERIC: dict[str, Any] = {
+    "faerec.align_weight": 0.2,
+    "faerec.w_min": 0.9,
+    "faerec.period": 30,
+    "train.eval_start_epoch": 61,
+}
+
+#: ``preset_as`` of the bundled datasets (ml-100k is not one of the authors' datasets).
+BUNDLED_PRESET_AS = {"beauty": "beauty", "yelp": "yelp", "ml-100k": "generic"}
+
+#: Help text of every ``--preset`` option.
+PRESET_HELP = (
+    "official: the authors' settings for this backbone and method, on the dataset named by "
+    "data.preset_as (declared by the dataset, or --set data.preset_as=beauty|yelp|food|generic); "
+    "none: the plain defaults of docs/configuration.md (default official)"
+)
+
+
+def preset_overrides(preset: str, preset_as: str, backbone: str, method: str) -> dict[str, Any]:
+    """The dotted-key settings a preset gives one cell.
+
+    ``preset_as`` picks whose official FAERec run supplies the curriculum (docs/method.md
+    §Presets); an empty value means ``generic``. The plain backbones' settings do not depend on
+    the dataset.
+    """
     _choice("preset", preset, PRESETS)
     _choice("method", method, list(METHODS))
+    _choice("data.preset_as", preset_as or "generic", PRESET_AS)
     if preset == "none":
         return dict(METHODS[method])
     if not METHODS[method].get("faerec.enabled"):
-        return {**_PLAIN_BACKBONE.get(backbone, {}), **METHODS[method]}
-    # FAERec: dropout 0.4 everywhere; per-run curriculum; datasets without an official run
-    # (ml-100k, user data) use the Beauty settings of the same backbone.
-    key = (dataset, backbone) if (dataset, backbone) in _FAERec_RUNS else ("beauty", backbone)
-    if key not in _FAERec_RUNS:
-        key = ("beauty", "sasrec")
+        return {**_PLAIN_BACKBONE[backbone], **METHODS[method]}
+    # FAERec: dropout 0.4 everywhere; the curriculum of the chosen dataset's run. GRU4Rec has no
+    # official run and takes SASRec's, as for its plain preset.
+    if (preset_as or "generic") == "generic":
+        run = _FAERec_GENERIC
+    else:
+        run = _FAERec_RUNS.get((preset_as, backbone), _FAERec_RUNS[(preset_as, "sasrec")])
     return {
         "model.hidden_dropout": 0.4,
         "model.attention_dropout": 0.4,
-        **_FAERec_RUNS[key],
+        **run,
         **METHODS[method],
     }
+
+
+def declared_preset_as(dataset: str) -> tuple[str, str]:
+    """(``preset_as``, where it was declared) of a dataset; ``("", "")`` when it declares none.
+
+    Bundled datasets declare theirs in :data:`BUNDLED_PRESET_AS`; a folder (or the folder of a
+    RecBole ``.inter`` file) in ``dataset.json``. A path that does not exist declares nothing:
+    loading it fails later with the loader's own message.
+    """
+    if dataset in BUNDLED_PRESET_AS:
+        return BUNDLED_PRESET_AS[dataset], "bundled dataset"
+    from pathlib import Path
+
+    from faerec.data.loaders import DATASET_FILE, read_dataset_json
+    from faerec.errors import DataError
+
+    path = Path(dataset).expanduser()
+    folder = path.parent if path.is_file() else path
+    meta_path = folder / DATASET_FILE
+    value = read_dataset_json(meta_path).get("preset_as", "")
+    if value and value not in PRESET_AS:
+        raise DataError(
+            f"'preset_as': expected one of {', '.join(PRESET_AS)}, got {value!r}", path=meta_path
+        )
+    return value, (str(meta_path) if value else "")
+
+
+def resolve_with_sources(
+    dataset: str = "beauty",
+    backbone: str = "sasrec",
+    method: str = "backbone",
+    preset: str = "official",
+    overrides: dict[str, Any] | None = None,
+    override_source: str = "--set",
+) -> tuple[RunConfig, dict[str, str]]:
+    """:func:`resolve_config`, plus where each key that a layer set came from.
+
+    Layers, later ones winning: the defaults, the cell's options, the dataset's declared
+    ``preset_as``, the preset, then ``overrides`` (labelled ``override_source``: ``--set`` or a
+    study's ``fixed:``). Keys left at their default have no entry.
+    """
+    overrides = dict(overrides or {})
+    config = RunConfig()
+    sources: dict[str, str] = {}
+
+    def apply(key: str, value: Any, source: str) -> None:
+        set_key(config, key, value)
+        sources[key] = source
+
+    apply("method", method, "--method")
+    apply("data.dataset", dataset, "--dataset")
+    apply("model.backbone", backbone, "--backbone")
+    for key in overrides:
+        if key in ("method", "model.backbone", "data.dataset"):
+            raise ConfigError(f"{key}: set it with its own option, not as an override")
+    declared, where = declared_preset_as(dataset)
+    if declared:
+        apply("data.preset_as", declared, where)
+    if "data.preset_as" in overrides:
+        apply("data.preset_as", overrides["data.preset_as"], override_source)
+    validate(config)  # a bad preset_as is reported as itself, before it picks a preset
+    label = f"preset {preset}"
+    if preset != "none":
+        label += f" ({config.data.preset_as or 'generic'}, {backbone}, {method})"
+    for key, value in preset_overrides(preset, config.data.preset_as, backbone, method).items():
+        apply(key, value, "--method" if key in METHODS[method] else label)
+    for key, value in overrides.items():
+        apply(key, value, override_source)
+    validate(config)
+    return config, sources
 
 
 def resolve_config(
@@ -544,19 +653,21 @@ def resolve_config(
     overrides: dict[str, Any] | None = None,
 ) -> RunConfig:
     """Defaults, then the preset of the cell, then ``overrides``; validated."""
-    config = RunConfig()
-    set_key(config, "method", method)
-    set_key(config, "data.dataset", dataset)
-    set_key(config, "model.backbone", backbone)
-    dataset_key = dataset if dataset in BUNDLED_DATASETS else "custom"
-    for key, value in preset_overrides(preset, dataset_key, backbone, method).items():
-        set_key(config, key, value)
-    for key, value in (overrides or {}).items():
-        if key in ("method", "model.backbone", "data.dataset"):
-            raise ConfigError(f"{key}: set it with its own option, not as an override")
-        set_key(config, key, value)
-    validate(config)
-    return config
+    return resolve_with_sources(dataset, backbone, method, preset, overrides)[0]
+
+
+def preset_notice(config: RunConfig, preset: str) -> str | None:
+    """The one line a run prints when its preset fell back to the generic settings, else None.
+
+    Only FAERec methods are concerned: the plain backbones' preset is the same on every dataset.
+    """
+    if preset == "none" or config.data.preset_as or not config.faerec.enabled:
+        return None
+    return (
+        f"note: dataset {config.data.dataset} declares no preset_as, so FAERec uses the generic "
+        "settings (the authors' code defaults); add a preset_as key to its dataset.json or "
+        "--set data.preset_as=beauty|yelp|food|generic"
+    )
 
 
 def parse_set_arguments(pairs: list[str]) -> dict[str, Any]:
@@ -596,7 +707,39 @@ def keys_markdown() -> str:
     for method, keys in METHODS.items():
         settings = ", ".join(f"`{k}={v}`" for k, v in keys.items())
         lines.append(f"| `{method}` | {settings} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _presets_markdown()) + "\n"
+
+
+def _presets_markdown() -> list[str]:
+    """The ``official`` preset's tables (where the numbers come from: docs/method.md §Presets)."""
+    lines = [
+        "",
+        "## The `official` preset",
+        "",
+        "`faerec-study config --dataset D --backbone B --method M` prints the resolved settings",
+        "of one cell with the source of each. Plain backbones (any dataset):",
+        "",
+        "| backbone | settings |",
+        "|---|---|",
+    ]
+    for backbone, settings in _PLAIN_BACKBONE.items():
+        lines.append(f"| {backbone} | {_settings(settings)} |")
+    lines += [
+        "",
+        "FAERec and its ablations: `model.hidden_dropout=0.4`, `model.attention_dropout=0.4`, and",
+        "by `data.preset_as` (gru4rec takes the sasrec row):",
+        "",
+        "| preset_as | backbone | settings |",
+        "|---|---|---|",
+    ]
+    for (preset_as, backbone), settings in _FAERec_RUNS.items():
+        lines.append(f"| {preset_as} | {backbone} | {_settings(settings)} |")
+    lines.append(f"| generic | any | {_settings(_FAERec_GENERIC)} |")
+    return lines
+
+
+def _settings(settings: dict[str, Any]) -> str:
+    return ", ".join(f"`{key}={value}`" for key, value in settings.items())
 
 
 if __name__ == "__main__":

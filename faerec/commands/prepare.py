@@ -1,16 +1,25 @@
 """`faerec-study prepare amazon|yelp`: raw review dumps -> a dataset folder in the generic format.
 
-The result loads with ``--dataset DIR`` like any other dataset (docs/data-format.md).
+The result loads with ``--dataset DIR`` like any other dataset (docs/data-format.md). Its
+``dataset.json`` records ``preset_as``: which of the authors' datasets' FAERec settings the
+``official`` preset gives it (docs/method.md §Presets). ``--preset-as`` chooses it; by default
+Yelp dumps get ``yelp`` and Amazon dumps the dataset their category names (Beauty -> beauty,
+Grocery_and_Gourmet_Food -> food, any other category -> generic).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
+from faerec.config import PRESET_AS
 from faerec.data.raw import preprocess_amazon, preprocess_yelp
 from faerec.data.types import InteractionData
+
+#: Amazon-2014 categories the authors ran, and the preset each one takes.
+AMAZON_CATEGORY_PRESETS = {"Beauty": "beauty", "Grocery_and_Gourmet_Food": "food"}
 
 
 def register(subparsers: Any) -> None:
@@ -37,7 +46,11 @@ def register(subparsers: Any) -> None:
     amazon.add_argument(
         "--meta", type=Path, required=True, help="metadata dump (.json or .json.gz)"
     )
-    _add_common_arguments(amazon)
+    _add_common_arguments(
+        amazon,
+        "the category of the file names: Beauty -> beauty, "
+        "Grocery_and_Gourmet_Food -> food, others -> generic",
+    )
     amazon.set_defaults(handler=_prepare_amazon)
 
     yelp = sources.add_parser(
@@ -51,7 +64,7 @@ def register(subparsers: Any) -> None:
     yelp.add_argument(
         "--business", type=Path, required=True, help="yelp_academic_dataset_business.json"
     )
-    _add_common_arguments(yelp)
+    _add_common_arguments(yelp, "yelp")
     yelp.add_argument(
         "--date-from", default="2000-01-01", help="first review date kept (default 2000-01-01)"
     )
@@ -64,8 +77,14 @@ def register(subparsers: Any) -> None:
     yelp.set_defaults(handler=_prepare_yelp)
 
 
-def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_common_arguments(parser: argparse.ArgumentParser, preset_default: str) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output dataset folder")
+    parser.add_argument(
+        "--preset-as",
+        choices=PRESET_AS,
+        help="whose official FAERec settings this data takes, written to dataset.json "
+        f"(default: {preset_default})",
+    )
     parser.add_argument(
         "--user-core", type=int, default=5, help="drop users with fewer raw interactions (5)"
     )
@@ -74,9 +93,28 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def amazon_category(path: Path) -> str:
+    """The category of an Amazon-2014 dump from its file name: ``reviews_Beauty_5.json.gz`` and
+    ``meta_Beauty.json`` give ``Beauty``."""
+    name = re.sub(r"\.json(\.gz)?$|\.gz$", "", path.name)
+    return re.sub(r"^(reviews|meta)_|_5$", "", name)
+
+
+def amazon_preset_as(reviews: Path, meta: Path) -> str:
+    """The preset an Amazon dump takes by default: its category's, or generic (see module doc)."""
+    for path in (reviews, meta):
+        preset = AMAZON_CATEGORY_PRESETS.get(amazon_category(path))
+        if preset:
+            return preset
+    return "generic"
+
+
 def _prepare_amazon(args: argparse.Namespace) -> int:
-    data = preprocess_amazon(args.reviews, args.meta, args.out, args.user_core, args.item_core)
-    return _report(data, args.out)
+    preset_as = args.preset_as or amazon_preset_as(args.reviews, args.meta)
+    data = preprocess_amazon(
+        args.reviews, args.meta, args.out, args.user_core, args.item_core, preset_as=preset_as
+    )
+    return _report(data, args.out, preset_as)
 
 
 def _prepare_yelp(args: argparse.Namespace) -> int:
@@ -88,13 +126,15 @@ def _prepare_yelp(args: argparse.Namespace) -> int:
         args.item_core,
         date_from=args.date_from,
         date_to=args.date_to,
+        preset_as=args.preset_as or "yelp",
     )
-    return _report(data, args.out)
+    return _report(data, args.out, args.preset_as or "yelp")
 
 
-def _report(data: InteractionData, out: Path) -> int:
+def _report(data: InteractionData, out: Path, preset_as: str) -> int:
     print(
         f"wrote {out}: {data.num_users} users, {data.num_items} items, "
-        f"{data.num_interactions} interactions (use it with --dataset {out})"
+        f"{data.num_interactions} interactions, preset_as {preset_as} "
+        f"(use it with --dataset {out})"
     )
     return 0

@@ -110,7 +110,17 @@ def handle_validate(args: argparse.Namespace) -> int:
     except SpecError as error:
         return _print_problems(error)
     print(summary(spec))
+    for notice in preset_notices(spec):
+        print(notice, file=sys.stderr)
     return 0
+
+
+def preset_notices(spec: StudySpec) -> list[str]:
+    """One line per dataset whose FAERec cells fall back to the generic preset settings."""
+    from faerec.config import preset_notice
+
+    notices = (preset_notice(spec.cell_config(cell), spec.preset) for cell in spec.cells())
+    return list(dict.fromkeys(notice for notice in notices if notice))
 
 
 def summary(spec: StudySpec) -> str:
@@ -155,6 +165,8 @@ def _run(spec: StudySpec, args: argparse.Namespace) -> int:
         max_concurrent=args.max_concurrent,
         command=_command_line(args),
     )
+    for notice in preset_notices(spec):
+        print(notice, file=sys.stderr)
     return run_study(spec, options)
 
 

@@ -16,8 +16,10 @@ from faerec.config import (
     BACKBONES,
     BUNDLED_DATASETS,
     METHODS,
+    PRESET_HELP,
     PRESETS,
     parse_set_arguments,
+    preset_notice,
     resolve_config,
 )
 from faerec.errors import ConfigError
@@ -50,7 +52,7 @@ def register(subparsers: Any) -> None:
         "--preset",
         choices=PRESETS,
         default="official",
-        help="official: the authors' settings for this cell; none: plain defaults",
+        help=PRESET_HELP,
     )
     parser.add_argument(
         "--set",
@@ -80,6 +82,9 @@ def run_train(args: argparse.Namespace) -> int:
     _check_dataset(args.dataset)
     overrides = parse_set_arguments(args.overrides)
     config = resolve_config(args.dataset, args.backbone, args.method, args.preset, overrides)
+    notice = preset_notice(config, args.preset)
+    if notice:
+        print(notice, file=sys.stderr)
     result = run_trial(config, checkpoint_dir=args.output, progress=not args.quiet)
     print_results(result, sys.stdout)
     if args.output is not None:

@@ -30,7 +30,14 @@ ITEMS_FILE = "items.jsonl"
 DATASET_FILE = "dataset.json"
 
 #: Keys ``dataset.json`` may carry; anything else is a typo and is rejected.
-DATASET_JSON_KEYS = ("name", "text_template", "embedding", "embedding_template", "provenance")
+DATASET_JSON_KEYS = (
+    "name",
+    "text_template",
+    "embedding",
+    "embedding_template",
+    "preset_as",
+    "provenance",
+)
 
 _RECBOLE_TYPES = ("token", "token_seq", "float", "float_seq")
 
@@ -376,6 +383,7 @@ def write_generic_dataset(
     name: str,
     text_template: str,
     provenance: dict[str, Any] | None = None,
+    preset_as: str = "",
 ) -> None:
     """Write sequences.txt, items.jsonl and dataset.json, each atomically.
 
@@ -394,6 +402,8 @@ def write_generic_dataset(
     )
     write_text_atomic(out_dir / ITEMS_FILE, "".join(item_lines))
     meta: dict[str, Any] = {"name": name, "text_template": text_template}
+    if preset_as:  # whose official FAERec settings fit this data (faerec/config.py)
+        meta["preset_as"] = preset_as
     if provenance is not None:
         meta["provenance"] = provenance
     write_text_atomic(out_dir / DATASET_FILE, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")

@@ -53,6 +53,7 @@ def preprocess_amazon(
     out_dir: Path,
     user_core: int = 5,
     item_core: int = 5,
+    preset_as: str = "",
 ) -> InteractionData:
     """Amazon-2014 ``<Category>.json[.gz]`` + ``meta_<Category>.json[.gz]`` -> ``out_dir``."""
     _check_cores(user_core, item_core)
@@ -88,6 +89,7 @@ def preprocess_amazon(
             "filter": "rating > 0; single pass, counts on the raw data (official filter_common)",
             "items_with_metadata": items_with_metadata,
         },
+        preset_as,
     )
 
 
@@ -99,6 +101,7 @@ def preprocess_yelp(
     item_core: int = 5,
     date_from: str = "2000-01-01",
     date_to: str = "2019-12-31",
+    preset_as: str = "",
 ) -> InteractionData:
     """Yelp ``yelp_academic_dataset_review.json`` + ``..._business.json`` -> ``out_dir``."""
     _check_cores(user_core, item_core)
@@ -146,6 +149,7 @@ def preprocess_yelp(
             "single pass, counts on the raw data (official filter_common)",
             "items_with_metadata": items_with_metadata,
         },
+        preset_as,
     )
 
 
@@ -206,6 +210,7 @@ def _write_and_load(
     item_fields: list[dict[str, Any]],
     template: str,
     provenance: dict[str, Any],
+    preset_as: str = "",
 ) -> InteractionData:
     """Write the generic format, then load it back so the result is exactly what users load."""
     provenance = {
@@ -222,6 +227,7 @@ def _write_and_load(
             name=out_dir.name,
             text_template=template,
             provenance=provenance,
+            preset_as=preset_as,
         )
     except OSError as error:
         raise DataError(f"cannot write the dataset ({error.strerror})", path=out_dir) from None

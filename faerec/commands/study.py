@@ -10,10 +10,13 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faerec.study.spec import SpecError, StudySpec, parse_spec, spec_from_dict
 from faerec.study.store import StudyStore, count_trials, read_csv, read_json
+
+if TYPE_CHECKING:
+    from faerec.data.types import InteractionData
 
 DEFAULT_STUDIES_DIR = "studies"
 DEFAULT_REPORTS_DIR = "reports"
@@ -109,7 +112,14 @@ def handle_validate(args: argparse.Namespace) -> int:
         spec = parse_spec(args.spec)
     except SpecError as error:
         return _print_problems(error)
+    loaded = check_data(spec)
     print(summary(spec))
+    for dataset, label in zip(spec.datasets, spec.dataset_labels, strict=True):
+        data = loaded[dataset]
+        print(
+            f"  data {label}: {data.num_users} users, {data.num_items} items, "
+            f"{data.num_interactions} interactions (checked)"
+        )
     for notice in preset_notices(spec):
         print(notice, file=sys.stderr)
     return 0
@@ -170,11 +180,20 @@ def _run(spec: StudySpec, args: argparse.Namespace) -> int:
     return run_study(spec, options)
 
 
+def check_data(spec: StudySpec) -> dict[str, InteractionData]:
+    """Load and check every dataset (and embedding file) the spec's cells use, before anything
+    is written: bad data raise one FILE:LINE error (exit 2) instead of failing every trial."""
+    from faerec.data.check import check_datasets
+
+    return check_datasets(spec.cell_config(cell) for cell in spec.cells())
+
+
 def handle_run(args: argparse.Namespace) -> int:
     try:
         spec = parse_spec(args.spec)
     except SpecError as error:
         return _print_problems(error)
+    check_data(spec)
     return _run(spec, args)
 
 
@@ -187,6 +206,7 @@ def handle_resume(args: argparse.Namespace) -> int:
         return _print_problems(error)
     if store.spec_yaml.is_file():
         spec = _with_text(spec, store.spec_yaml.read_text(encoding="utf-8"))
+    check_data(spec)
     return _run(spec, args)
 
 

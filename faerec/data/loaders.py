@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,14 @@ import numpy as np
 
 from faerec.atomic import write_text_atomic
 from faerec.data.location import bundled_data_dir
+from faerec.data.parsing import (
+    JSONProblem,
+    loads_json,
+    parse_number,
+    read_item_matrix,
+    read_lines,
+    show,
+)
 from faerec.data.types import InteractionData
 from faerec.errors import DataError
 
@@ -41,6 +50,14 @@ DATASET_JSON_KEYS = (
 )
 
 _RECBOLE_TYPES = ("token", "token_seq", "float", "float_seq")
+
+# sequences.txt: ASCII digits only (int() would also take "1_0", "+5" or "١٢"), at most 18 of
+# them so that every id fits an int64; a user id may be negative.
+_MAX_ID_DIGITS = 18
+_USER_ID = re.compile(rf"-?[0-9]{{1,{_MAX_ID_DIGITS}}}")
+_ITEM_ID = re.compile(rf"[0-9]{{1,{_MAX_ID_DIGITS}}}")
+_SEQUENCE_LINE = re.compile(rf"[ \t]*{_USER_ID.pattern}(?:[ \t]+{_ITEM_ID.pattern})*[ \t]*")
+_SEPARATOR = re.compile(r"[ \t]+")
 
 
 @dataclass(frozen=True)
@@ -186,11 +203,15 @@ def _assemble(
     embedding: Path | None = None
     if meta.get("embedding"):
         embedding = (folder / meta["embedding"]).resolve()
+        meta_path = folder / DATASET_FILE
         if not embedding.is_file():
             raise DataError(
                 f"'embedding' names a file that does not exist: {embedding}",
-                path=folder / DATASET_FILE,
+                path=meta_path,
+                line=_line_of_key("\n".join(read_lines(meta_path)), "embedding"),
             )
+        # checked here, not when the cache is seeded, so a bad matrix stops before any work
+        read_item_matrix(embedding, len(item_fields) - 1, named_by=f"'embedding' of {meta_path}")
     return InteractionData(
         name=meta.get("name") or default_name,
         sequences=sequences,
@@ -212,25 +233,19 @@ def _assemble(
 def read_sequences(path: Path) -> tuple[list[np.ndarray], list[int]]:
     """Parse ``user_id item_id item_id ...`` lines; returns the sequences and their line numbers.
 
-    Blank lines are skipped; everything else must be positive integers, one line per user.
+    Blank lines are skipped; everything else must be plain ASCII integers (a user id may be
+    negative, item ids are >= 1), separated by spaces or tabs, one line per user.
     """
-    text = _read_text(path)
+    lines = read_lines(path)
     sequences: list[np.ndarray] = []
     line_numbers: list[int] = []
     seen_users: dict[int, int] = {}
-    for line_number, line in enumerate(text.splitlines(), start=1):
-        tokens = line.split()
-        if not tokens:
+    for line_number, line in enumerate(lines, start=1):
+        if not line.strip():
             continue
-        try:
-            ids = [int(token) for token in tokens]
-        except ValueError:
-            bad = next(token for token in tokens if not _is_int(token))
-            raise DataError(
-                f"expected 'user_id item_id item_id ...' with integer ids, got {bad!r}",
-                path=path,
-                line=line_number,
-            ) from None
+        if not _SEQUENCE_LINE.fullmatch(line):
+            raise DataError(_bad_sequence_line(line), path=path, line=line_number)
+        ids = [int(token) for token in line.split()]
         user = ids[0]
         if user in seen_users:
             raise DataError(
@@ -252,28 +267,53 @@ def read_sequences(path: Path) -> tuple[list[np.ndarray], list[int]]:
         sequences.append(np.asarray(items, dtype=np.int64))
         line_numbers.append(line_number)
     if not sequences:
-        raise DataError("no user sequences in this file", path=path)
+        raise DataError(
+            "no user sequences in this file (expected lines 'user_id item_id item_id ...')",
+            path=path,
+            line=1,
+        )
     return sequences, line_numbers
 
 
+def _bad_sequence_line(line: str) -> str:
+    """Why a sequences.txt line does not match, naming the first bad token."""
+    for index, token in enumerate(_SEPARATOR.split(line.strip(" \t"))):
+        if (_USER_ID if index == 0 else _ITEM_ID).fullmatch(token):
+            continue
+        if re.fullmatch(r"[+-]?[0-9]+", token):
+            if len(token.lstrip("+-")) > _MAX_ID_DIGITS:
+                return f"id {show(token)} is too long (at most {_MAX_ID_DIGITS} digits)"
+            if token.startswith("-"):
+                return f"item ids are 1-based (0 is padding), got {token}"
+            return f"expected an id without a sign, got {show(token)}"
+        break
+    else:
+        token = line
+    return (
+        "expected 'user_id item_id item_id ...' with integer ids (ASCII digits 0-9) separated "
+        f"by spaces or tabs, got {show(token)}"
+    )
+
+
 def read_items_jsonl(path: Path) -> dict[int, dict[str, Any]]:
-    """Parse ``items.jsonl``: one JSON object per line with an integer ``item_id``."""
-    text = _read_text(path)
+    """Parse ``items.jsonl``: one JSON object per line with an integer ``item_id``, ids 1..N."""
     records: dict[int, dict[str, Any]] = {}
     record_lines: dict[int, int] = {}
-    for line_number, line in enumerate(text.splitlines(), start=1):
+    for line_number, line in enumerate(read_lines(path), start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(f"invalid JSON ({error.msg})", path=path, line=line_number) from None
+            record = loads_json(line)
+        except JSONProblem as problem:
+            raise DataError(str(problem), path=path, line=line_number) from None
         if not isinstance(record, dict):
-            raise DataError("expected a JSON object", path=path, line=line_number)
+            raise DataError(
+                f"expected a JSON object, got {type(record).__name__}", path=path, line=line_number
+            )
         item_id = record.get("item_id")
         if isinstance(item_id, bool) or not isinstance(item_id, int) or item_id < 1:
             raise DataError(
-                f"expected a positive integer 'item_id', got {item_id!r}",
+                f"expected a positive integer 'item_id', got {show(item_id)}",
                 path=path,
                 line=line_number,
             )
@@ -287,51 +327,69 @@ def read_items_jsonl(path: Path) -> dict[int, dict[str, Any]]:
         for key, value in fields.items():
             if not _is_text_value(value):
                 raise DataError(
-                    f"field {key!r} of item {item_id}: expected a string, a number, null or a "
-                    f"list of strings/numbers, got {type(value).__name__}",
+                    f"field {show(key)} of item {item_id}: expected a string, a number, null or "
+                    f"a list of strings/numbers, got {type(value).__name__}",
                     path=path,
                     line=line_number,
                 )
         records[item_id] = fields
         record_lines[item_id] = line_number
     if not records:
-        raise DataError("no items in this file", path=path)
+        raise DataError(
+            "no items in this file (expected one JSON object per line)", path=path, line=1
+        )
+    num_items = max(records)
+    if len(records) != num_items:
+        missing = next(item for item in range(1, num_items + 1) if item not in records)
+        raise DataError(
+            f"item_id {num_items}, but item ids must be exactly 1..N without gaps and item "
+            f"{missing} is missing",
+            path=path,
+            line=record_lines[num_items],
+        )
     return records
 
 
 def read_dataset_json(path: Path) -> dict[str, Any]:
     """Read the optional ``dataset.json`` ({} when absent); unknown keys are rejected."""
-    if not path.is_file():
+    if not path.exists():
         return {}
+    text = "\n".join(read_lines(path))
     try:
-        meta = json.loads(_read_text(path))
-    except json.JSONDecodeError as error:
-        raise DataError(f"invalid JSON ({error.msg})", path=path, line=error.lineno) from None
+        meta = loads_json(text)
+    except JSONProblem as problem:
+        raise DataError(str(problem), path=path, line=problem.line or 1) from None
     if not isinstance(meta, dict):
-        raise DataError("expected a JSON object", path=path)
+        raise DataError(f"expected a JSON object, got {type(meta).__name__}", path=path, line=1)
     for key, value in meta.items():
         if key not in DATASET_JSON_KEYS:
             raise DataError(
-                f"unknown key {key!r}: expected one of {', '.join(DATASET_JSON_KEYS)}", path=path
+                f"unknown key {show(key)}: expected one of {', '.join(DATASET_JSON_KEYS)}",
+                path=path,
+                line=_line_of_key(text, key),
             )
         if key != "provenance" and not isinstance(value, str):
-            raise DataError(f"{key!r}: expected a string, got {value!r}", path=path)
+            raise DataError(
+                f"{key!r}: expected a string, got {show(value)}",
+                path=path,
+                line=_line_of_key(text, key),
+            )
     return meta
+
+
+def _line_of_key(text: str, key: str) -> int:
+    """The line of a JSON document where ``"key":`` first appears (1 when it cannot be found)."""
+    found = re.search(re.escape(json.dumps(key)) + r"\s*:", text)
+    if found is None:
+        found = re.search(re.escape(json.dumps(key, ensure_ascii=False)) + r"\s*:", text)
+    return 1 if found is None else text.count("\n", 0, found.start()) + 1
 
 
 def _item_fields_from_records(
     records: dict[int, dict[str, Any]], path: Path
 ) -> list[dict[str, Any]]:
-    """Index item records by id; ids must be exactly 1..N so embedding rows line up."""
-    num_items = max(records)
-    if len(records) != num_items:
-        missing = next(item for item in range(1, num_items + 1) if item not in records)
-        raise DataError(
-            f"item ids must be exactly 1..N without gaps (N = {num_items}); "
-            f"item {missing} is missing",
-            path=path,
-        )
-    return [{}] + [records[item] for item in range(1, num_items + 1)]
+    """Index item records by id (``read_items_jsonl`` made sure they are exactly 1..N)."""
+    return [{}] + [records[item] for item in range(1, len(records) + 1)]
 
 
 def _check_dangling(
@@ -408,24 +466,26 @@ def write_generic_dataset(
 def _parse_recbole_header(line: str, path: Path) -> list[tuple[str, str]]:
     """``name:type`` columns of a RecBole atomic file."""
     columns: list[tuple[str, str]] = []
-    for column in line.rstrip("\r\n").split("\t"):
+    for column in line.split("\t"):
         name, _, kind = column.partition(":")
         if not name or kind not in _RECBOLE_TYPES:
             raise DataError(
-                f"bad RecBole header column {column!r}: expected name:type with type one of "
+                f"bad RecBole header column {show(column)}: expected name:type with type one of "
                 f"{', '.join(_RECBOLE_TYPES)}",
                 path=path,
                 line=1,
             )
+        if any(name == seen for seen, _ in columns):
+            raise DataError(f"column {show(name)} appears twice in the header", path=path, line=1)
         columns.append((name, kind))
     return columns
 
 
 def _read_recbole_rows(path: Path) -> tuple[list[tuple[str, str]], list[tuple[int, list[str]]]]:
     """Header and (line number, values) rows of a tab-separated RecBole atomic file."""
-    lines = _read_text(path).splitlines()
-    if not lines:
-        raise DataError("empty file (expected a name:type header line)", path=path)
+    lines = read_lines(path)
+    if not lines or not lines[0].strip():
+        raise DataError("expected a name:type header line", path=path, line=1)
     columns = _parse_recbole_header(lines[0], path)
     rows: list[tuple[int, list[str]]] = []
     for line_number, line in enumerate(lines[1:], start=2):
@@ -469,7 +529,7 @@ def _read_recbole(
         )
     time_column = _column_index(columns, "timestamp")
     if not rows:
-        raise DataError("no interactions in this file", path=inter_path)
+        raise DataError("no interaction rows after the header", path=inter_path, line=2)
 
     rows_of_user: dict[str, list[int]] = {}
     timestamps: list[float] = []
@@ -478,14 +538,15 @@ def _read_recbole(
         if not user or not item:
             raise DataError("empty user_id or item_id", path=inter_path, line=line_number)
         if time_column is not None:
-            try:
-                timestamps.append(float(values[time_column]))
-            except ValueError:
+            timestamp = parse_number(values[time_column].strip())
+            if timestamp is None or timestamp < 0:
                 raise DataError(
-                    f"timestamp: expected a number, got {values[time_column]!r}",
+                    "timestamp: expected a finite number >= 0 in plain decimal, got "
+                    + show(values[time_column]),
                     path=inter_path,
                     line=line_number,
-                ) from None
+                )
+            timestamps.append(timestamp)
         rows_of_user.setdefault(user, []).append(row_index)
 
     item_path = inter_path.with_name(inter_path.name[: -len(".inter")] + ".item")
@@ -498,7 +559,7 @@ def _read_recbole(
         for line_number, values in rows:
             if values[item_column].strip() not in item_records:
                 raise DataError(
-                    f"item {values[item_column].strip()!r} is not in {item_path.name}",
+                    f"item {show(values[item_column].strip())} is not in {item_path.name}",
                     path=inter_path,
                     line=line_number,
                 )
@@ -551,26 +612,29 @@ def _read_recbole_items(
         if not token:
             raise DataError("empty item_id", path=path, line=line_number)
         if token in records:
-            raise DataError(f"item {token!r} appears twice", path=path, line=line_number)
+            raise DataError(f"item {show(token)} appears twice", path=path, line=line_number)
         fields: dict[str, Any] = {}
         for index, (name, kind) in enumerate(columns):
             if index == item_column:
                 continue
             raw = values[index].strip()
             value: Any
-            try:
-                if kind == "float":
-                    value = float(raw) if raw else None
-                elif kind == "float_seq":
-                    value = [float(part) for part in raw.split()]
-                elif name in list_fields:
-                    value = raw.split()
-                else:
-                    value = raw
-            except ValueError:
+            if kind == "float":
+                value = parse_number(raw) if raw else None
+                bad = raw and value is None
+            elif kind == "float_seq":
+                value = [parse_number(part) for part in raw.split()]
+                bad = None in value
+            else:
+                value = raw.split() if name in list_fields else raw
+                bad = False
+            if bad:
                 raise DataError(
-                    f"column {name!r}: expected {kind}, got {raw!r}", path=path, line=line_number
-                ) from None
+                    f"column {show(name)}: expected {kind} (finite numbers in plain decimal), got "
+                    + show(raw),
+                    path=path,
+                    line=line_number,
+                )
             fields[rename.get(name, name)] = value
         records[token] = fields
     return records
@@ -580,7 +644,7 @@ def _as_one_to_n(tokens: Iterable[str]) -> dict[str, int] | None:
     """``{token: int}`` when the tokens are exactly the integers 1..N written plainly, else None."""
     mapping: dict[str, int] = {}
     for token in tokens:
-        if not token.isdecimal() or (len(token) > 1 and token[0] == "0"):
+        if not _ITEM_ID.fullmatch(token) or (len(token) > 1 and token[0] == "0"):
             return None
         mapping[token] = int(token)
     if sorted(mapping.values()) != list(range(1, len(mapping) + 1)):
@@ -611,27 +675,6 @@ def dataset_fingerprint(
         ).encode("utf-8")
     )
     return digest.hexdigest()
-
-
-def _read_text(path: Path) -> str:
-    """The whole file as text, with missing or undecodable files turned into DataError."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError("file not found", path=path) from None
-    except UnicodeDecodeError as error:
-        line = path.read_bytes()[: error.start].count(b"\n") + 1
-        raise DataError("not valid UTF-8 text", path=path, line=line) from None
-    except OSError as error:
-        raise DataError(f"cannot read ({error.strerror})", path=path) from None
-
-
-def _is_int(token: str) -> bool:
-    try:
-        int(token)
-    except ValueError:
-        return False
-    return True
 
 
 def _is_text_value(value: Any) -> bool:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import ast
 import gzip
-import json
 import re
 import zlib
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from faerec.data.loaders import load_generic, write_generic_dataset
+from faerec.data.parsing import JSONProblem, decode_line, loads_json, number_value, show
 from faerec.data.types import InteractionData
 from faerec.errors import ConfigError, DataError
 
@@ -38,7 +38,12 @@ AMAZON_TEXT_TEMPLATE = (
 )
 YELP_TEXT_TEMPLATE = "Name: {name}; Categories: {categories}"
 
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?")
+# ASCII digits only (\d would take any script's digits) and real months, days, hours, ...
+_DATE = re.compile(
+    r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"(?: (?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9])?"
+)
+_MAX_UNIX_TIME = 2**53
 # Cheap look-up of a record's key so that metadata of items that were filtered out is skipped
 # without parsing it (the metadata dumps are far larger than the kept item set).
 _AMAZON_ASIN = re.compile(r"""["']asin["']\s*:\s*["']([^"']+)["']""")
@@ -61,7 +66,7 @@ def preprocess_amazon(
     for line_number, record in _records(reviews):
         user = _required_str(record, "reviewerID", reviews, line_number)
         item = _required_str(record, "asin", reviews, line_number)
-        time = _integer(record, "unixReviewTime", reviews, line_number)
+        time = _unix_time(record, "unixReviewTime", reviews, line_number)
         if "overall" in record and _number(record, "overall", reviews, line_number) <= 0:
             continue
         interactions.append((user, item, time))
@@ -113,7 +118,7 @@ def preprocess_yelp(
         date = _required_str(record, "date", reviews, line_number)
         if not _DATE.fullmatch(date):
             raise DataError(
-                f"'date': expected YYYY-MM-DD or YYYY-MM-DD HH:MM:SS, got {date!r}",
+                f"'date': expected YYYY-MM-DD or YYYY-MM-DD HH:MM:SS, got {show(date)}",
                 path=reviews,
                 line=line_number,
             )
@@ -245,16 +250,20 @@ def _records(
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for every non-blank line of a JSON-lines or Python-literal dump.
 
-    With ``key_pattern`` and ``wanted``, lines whose key is found and not wanted are skipped
-    unparsed.
+    Lines are read as bytes and decoded one by one, so a bad byte is reported on its own
+    physical line. With ``key_pattern`` and ``wanted``, lines whose key is found and not wanted
+    are skipped unparsed. A file without any record is an error.
     """
     opener: Callable[..., Any] = gzip.open if path.name.endswith(".gz") else open
     line_number = 0
+    non_blank = 0
     try:
-        with opener(path, "rt", encoding="utf-8") as stream:
-            for line_number, line in enumerate(stream, start=1):
+        with opener(path, "rb") as stream:
+            for line_number, raw in enumerate(stream, start=1):
+                line = decode_line(raw, path, line_number)
                 if not line.strip():
                     continue
+                non_blank += 1
                 if key_pattern is not None and wanted is not None:
                     found = key_pattern.search(line)
                     if found is not None and found.group(1) not in wanted:
@@ -262,21 +271,32 @@ def _records(
                 yield line_number, _parse_record(line, path, line_number)
     except FileNotFoundError:
         raise DataError("file not found", path=path) from None
-    except UnicodeDecodeError:
-        raise DataError("not valid UTF-8 text", path=path, line=line_number + 1) from None
-    except (gzip.BadGzipFile, EOFError, zlib.error):
-        raise DataError("not a valid or complete gzip file", path=path) from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        problem = "ends early (truncated)" if isinstance(error, EOFError) else "is corrupt"
+        if line_number == 0 and not isinstance(error, EOFError):
+            problem = "is not gzip data"
+        raise DataError(
+            f"the gzip stream {problem} here; expected a complete .gz file",
+            path=path,
+            line=line_number + 1,
+        ) from None
     except IsADirectoryError:
         raise DataError("expected a file, got a folder", path=path) from None
     except OSError as error:
         raise DataError(f"cannot read ({error.strerror or error})", path=path) from None
+    if non_blank == 0:
+        raise DataError(
+            "no records in this file (expected one JSON object per line)", path=path, line=1
+        )
 
 
 def _parse_record(line: str, path: Path, line_number: int) -> dict[str, Any]:
     """A JSON object, or a Python-literal dict (the 2014 Amazon metadata), never ``eval``."""
     try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
+        record = loads_json(line)
+    except JSONProblem as problem:
+        if not problem.syntax:  # valid JSON syntax with a refused value: no second guess
+            raise DataError(str(problem), path=path, line=line_number) from None
         try:
             record = ast.literal_eval(line.strip())
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -286,7 +306,11 @@ def _parse_record(line: str, path: Path, line_number: int) -> dict[str, Any]:
                 line=line_number,
             ) from None
     if not isinstance(record, dict):
-        raise DataError("expected a JSON object (one record per line)", path=path, line=line_number)
+        raise DataError(
+            f"expected a JSON object (one record per line), got {type(record).__name__}",
+            path=path,
+            line=line_number,
+        )
     return record
 
 
@@ -297,29 +321,33 @@ def _required_str(record: dict[str, Any], key: str, path: Path, line_number: int
     if value is None:
         raise DataError(f"missing key {key!r}", path=path, line=line_number)
     raise DataError(
-        f"{key!r}: expected a non-empty string, got {value!r}", path=path, line=line_number
+        f"{key!r}: expected a non-empty string, got {show(value)}", path=path, line=line_number
     )
 
 
 def _number(record: dict[str, Any], key: str, path: Path, line_number: int) -> float:
-    value = record.get(key)
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    """A finite number (a JSON number, or a string spelling one in plain decimal)."""
+    value = number_value(record.get(key))
+    if value is None:
         raise DataError(
-            f"{key!r}: expected a number, got {value!r}", path=path, line=line_number
-        ) from None
+            f"{key!r}: expected a finite number, got {show(record.get(key))}",
+            path=path,
+            line=line_number,
+        )
+    return value
 
 
-def _integer(record: dict[str, Any], key: str, path: Path, line_number: int) -> int:
+def _unix_time(record: dict[str, Any], key: str, path: Path, line_number: int) -> int:
+    """Whole seconds since 1970, from 0 to 2**53 (beyond that a float cannot hold them exactly)."""
     if key not in record:
         raise DataError(f"missing key {key!r}", path=path, line=line_number)
-    number = _number(record, key, path, line_number)
-    if number != int(number):
+    number = number_value(record[key])
+    if number is None or number != int(number) or not 0 <= number <= _MAX_UNIX_TIME:
         raise DataError(
-            f"{key!r}: expected an integer, got {record[key]!r}", path=path, line=line_number
+            f"{key!r}: expected a Unix time in whole seconds (an integer from 0 to 2**53), "
+            f"got {show(record[key])}",
+            path=path,
+            line=line_number,
         )
     return int(number)
 
@@ -337,7 +365,7 @@ def _amazon_item_fields(record: dict[str, Any], path: Path, line_number: int) ->
         categories = [record["category"]]  # the 2018 metadata has one flat "category" list
     if not isinstance(categories, list) or not all(isinstance(c, list) for c in categories):
         raise DataError(
-            f"'categories': expected a list of category paths (lists), got {categories!r}",
+            f"'categories': expected a list of category paths (lists), got {show(categories)}",
             path=path,
             line=line_number,
         )
@@ -368,7 +396,7 @@ def _yelp_item_fields(record: dict[str, Any], path: Path, line_number: int) -> d
         categories = [_text(name).strip() for name in raw if _text(name).strip()]
     else:
         raise DataError(
-            f"'categories': expected a comma-separated string, got {raw!r}",
+            f"'categories': expected a comma-separated string, got {show(raw)}",
             path=path,
             line=line_number,
         )

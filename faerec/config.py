@@ -31,6 +31,7 @@ EVAL_MODES = ("full", "sampled")
 EVAL_MASKING = ("official", "clean")
 POPULARITY_SOURCES = ("full", "train")
 PRESETS = ("official", "none")
+PRECISIONS = ("fp32", "fp32-strict", "bf16")
 #: Whose official FAERec settings a dataset takes (``data.preset_as``): the authors ran Beauty,
 #: Yelp and Food (Amazon Grocery_and_Gourmet_Food); ``generic`` = the authors' code defaults.
 PRESET_AS = ("beauty", "yelp", "food", "generic")
@@ -182,6 +183,18 @@ class TrainConfig:
     num_threads: int = _doc("torch CPU threads; 0 = leave torch's default", default=0)
     trim_padding: bool = _doc(
         "cut each batch to its longest sequence (absolute positions kept)", default=True
+    )
+    precision: str = _doc(
+        "fp32: float32, with TF32 matrix products on CUDA devices that have them (Ampere and "
+        "later; about 10 mantissa bits in products, float32 sums) | fp32-strict: IEEE float32 "
+        "everywhere | bf16: training forward and loss under bfloat16 autocast (weights, Adam "
+        "and evaluation stay float32). On the CPU fp32 and fp32-strict are the same",
+        default="fp32",
+    )
+    compile: bool = _doc(
+        "torch.compile the backbone's encoder (dynamic shapes); the first batches pay the "
+        "compilation, which only long GPU runs win back",
+        default=False,
     )
 
 
@@ -377,6 +390,7 @@ def validate(config: RunConfig) -> None:
     _choice("eval.mode", config.eval.mode, EVAL_MODES)
     _choice("eval.masking", config.eval.masking, EVAL_MASKING)
     _choice("data.popularity_source", config.data.popularity_source, POPULARITY_SOURCES)
+    _choice("train.precision", config.train.precision, PRECISIONS)
     if config.data.preset_as:
         _choice("data.preset_as", config.data.preset_as, PRESET_AS)
     positive = {

@@ -52,6 +52,8 @@ class EpochReport:
     checkpoint_dir: str | None = None
     #: curriculum weights used this epoch (FAERec only)
     weights: dict[str, float] = field(default_factory=dict)
+    #: peak GPU memory torch allocated during the epoch and its validation, in MiB (CUDA only)
+    gpu_mem_mb: float | None = None
 
 
 @dataclass

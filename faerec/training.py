@@ -10,6 +10,10 @@ state (model, optimiser, best weights, early-stopping counters, history and ever
 written atomically to ``checkpoint_dir/checkpoint.pt``. A run that is killed and started again
 with the same configuration continues exactly where it stopped and produces the same numbers
 as an uninterrupted run.
+
+On a GPU the loop avoids waiting for the device: batches go through pinned memory with
+non-blocking copies, and the loss and its parts are summed on the device and read back only
+every ``NAN_CHECK_EVERY`` batches and at the end of the epoch (docs/benchmarks.md, GPU).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import platform
 import random
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,8 +45,13 @@ from faerec.results import EpochReport, GroupMetrics, RunResult
 __all__ = [
     "BEST_MODEL_FILE",
     "CHECKPOINT_FILE",
+    "NAN_CHECK_EVERY",
     "NegativeSampler",
+    "autocast_context",
+    "batch_to_device",
+    "compile_backbone",
     "evaluation_history",
+    "matmul_precision",
     "resolve_device",
     "run_trial",
     "train_one_epoch",
@@ -53,7 +63,10 @@ BEST_MODEL_FILE = "best_model.pt"
 CHECKPOINT_FORMAT = 1
 #: keys that may differ between a checkpoint and the resuming run: where and how fast it runs,
 #: not what it computes
-RESUME_IGNORED_KEYS = frozenset({"train.device", "train.num_threads"})
+RESUME_IGNORED_KEYS = frozenset({"train.device", "train.num_threads", "train.compile"})
+#: batches between two reads of the device-side loss sums: each read is one host sync, and a
+#: NaN loss is noticed at the next read (so at most this many batches are computed in vain)
+NAN_CHECK_EVERY = 32
 #: resampling rounds before the exact (slower) fallback for users who own most items
 _REJECTION_ROUNDS = 64
 
@@ -294,6 +307,107 @@ def _validates_at(epoch: int, config: RunConfig) -> bool:
     return epoch >= start and (epoch - start) % every == 0
 
 
+def batch_to_device(
+    input_ids: np.ndarray, target_pos: np.ndarray, negatives: np.ndarray, device: torch.device
+) -> TrainBatch:
+    """Numpy batch -> :class:`TrainBatch` on ``device``.
+
+    On CUDA the three arrays travel as one pinned block with a non-blocking copy, so the host
+    can prepare the next batch while the device still works; on the CPU they are shared, not
+    copied.
+    """
+    if device.type != "cuda":
+        return TrainBatch(
+            torch.from_numpy(input_ids), torch.from_numpy(target_pos), torch.from_numpy(negatives)
+        )
+    block = torch.from_numpy(np.stack([input_ids, target_pos, negatives]).astype(np.int64))
+    block = block.pin_memory().to(device, non_blocking=True)
+    return TrainBatch(block[0], block[1], block[2])
+
+
+def autocast_context(config: RunConfig, device: torch.device) -> AbstractContextManager[Any]:
+    """bfloat16 autocast for the forward pass and loss when ``train.precision`` is bf16."""
+    return torch.autocast(
+        device_type=device.type,
+        dtype=torch.bfloat16,
+        enabled=config.train.precision == "bf16",
+    )
+
+
+@contextmanager
+def matmul_precision(config: RunConfig, device: torch.device) -> Iterator[None]:
+    """TF32 matrix products on CUDA unless ``train.precision`` is fp32-strict (which also turns
+    cuDNN's TF32 off); the process-wide switches are restored afterwards. No-op on the CPU."""
+    if device.type != "cuda":
+        yield
+        return
+    strict = config.train.precision == "fp32-strict"
+    saved = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)
+    torch.set_float32_matmul_precision("highest" if strict else "high")
+    torch.backends.cudnn.allow_tf32 = not strict
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(saved[0])
+        torch.backends.cudnn.allow_tf32 = saved[1]
+
+
+def compile_backbone(model: SequentialRecommender, backend: str = "inductor") -> None:
+    """``train.compile``: compile the backbone's encoder in place (dynamic shapes, since trimmed
+    batches vary in length). The weights and their state-dict names do not change."""
+    backbone = model.backbone
+    compiled = torch.compile(backbone.encode, dynamic=True, backend=backend)
+    backbone.encode = compiled  # type: ignore[method-assign]
+
+
+class _LossAccumulator:
+    """Per-batch loss and parts kept on the device, read back in blocks.
+
+    Reading happens every :data:`NAN_CHECK_EVERY` batches and at the end; the sums are then
+    taken on the host in batch order, in float64, exactly as per-batch ``float()`` reads would.
+    """
+
+    def __init__(self, epoch: int, config: RunConfig) -> None:
+        self.epoch = epoch
+        self.config = config
+        self.names: list[str] = []
+        self.pending: list[torch.Tensor] = []
+        self.rows: list[list[float]] = []
+
+    def add(self, total: torch.Tensor, losses: dict[str, torch.Tensor]) -> None:
+        self.names = list(losses)
+        values = [total.detach(), *losses.values()]
+        self.pending.append(torch.stack([v.detach().float().reshape(()) for v in values]))
+
+    def read(self) -> None:
+        """One host sync: move the pending rows over and fail on the first non-finite loss."""
+        if not self.pending:
+            return
+        first_index = len(self.rows)
+        block = torch.stack(self.pending).cpu().double().numpy()
+        self.pending = []
+        for offset, row in enumerate(block.tolist()):
+            if not np.isfinite(row[0]):
+                parts_text = ", ".join(
+                    f"{k}={v:.4g}" for k, v in zip(self.names, row[1:], strict=True)
+                )
+                raise TrainingError(
+                    f"NaN loss at epoch {self.epoch}, batch {first_index + offset}: "
+                    f"total={row[0]} ({parts_text}); try a lower train.lr "
+                    f"(now {self.config.train.lr})"
+                )
+            self.rows.append(row)
+
+    def mean_loss(self) -> float:
+        return sum(row[0] for row in self.rows) / max(len(self.rows), 1)
+
+    def mean_parts(self) -> dict[str, float]:
+        count = max(len(self.rows), 1)
+        return {
+            name: sum(row[i + 1] for row in self.rows) / count for i, name in enumerate(self.names)
+        }
+
+
 def train_one_epoch(
     model: SequentialRecommender,
     optimizer: torch.optim.Optimizer,
@@ -305,46 +419,43 @@ def train_one_epoch(
     device: torch.device,
     bar: Any = None,
 ) -> tuple[float, dict[str, float], dict[str, float]]:
-    """One pass over the shuffled training rows; returns (mean loss, mean parts, weights)."""
+    """One pass over the shuffled training rows; returns (mean loss, mean parts, weights).
+
+    A non-finite loss raises :class:`TrainingError` naming the first bad batch, at the next read
+    of the accumulated losses (so after at most ``NAN_CHECK_EVERY`` batches).
+    """
     model.train()
     order = rng.permutation(len(train))
     batch_size = config.train.batch_size
-    loss_sum = 0.0
-    part_sums: dict[str, float] = {}
+    losses = _LossAccumulator(epoch, config)
     weights: dict[str, float] = {}
-    batches = 0
     for batch_index, start in enumerate(range(0, len(order), batch_size)):
         rows = order[start : start + batch_size]
         target_pos = train.target_pos[rows]
         negatives = sampler.sample(train.user_index[rows], target_pos, rng)
-        batch = TrainBatch(
-            input_ids=torch.from_numpy(train.input_ids[rows]).to(device),
-            target_pos=torch.from_numpy(target_pos).to(device),
-            target_neg=torch.from_numpy(negatives).to(device),
-        )
-        terms = model.calculate_loss(batch, epoch)
-        loss_value = float(terms.total.detach())
-        if not np.isfinite(loss_value):
-            parts_text = ", ".join(f"{k}={v:.4g}" for k, v in terms.parts.items())
-            raise TrainingError(
-                f"NaN loss at epoch {epoch}, batch {batch_index}: total={loss_value} "
-                f"({parts_text}); try a lower train.lr (now {config.train.lr})"
-            )
+        batch = batch_to_device(train.input_ids[rows], target_pos, negatives, device)
+        with autocast_context(config, device):
+            terms = model.calculate_loss(batch, epoch)
         optimizer.zero_grad(set_to_none=True)
         terms.total.backward()
         optimizer.step()
-        loss_sum += loss_value
-        batches += 1
-        for name, value in terms.parts.items():
-            if name.startswith("w_"):
-                weights[name] = float(value)
-            else:
-                part_sums[name] = part_sums.get(name, 0.0) + float(value)
+        losses.add(terms.total, terms.losses)
+        weights = dict(terms.weights)
+        if (batch_index + 1) % NAN_CHECK_EVERY == 0:
+            losses.read()
+            if bar is not None:
+                bar.set_postfix_str(f"loss={losses.mean_loss():.4f}", refresh=False)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix_str(f"loss={loss_sum / batches:.4f}", refresh=False)
-    count = max(batches, 1)
-    return loss_sum / count, {k: v / count for k, v in part_sums.items()}, weights
+    losses.read()
+    return losses.mean_loss(), losses.mean_parts(), weights
+
+
+def _peak_gpu_memory_mb(device: torch.device) -> float | None:
+    """Peak memory torch allocated on ``device`` since the last reset (None on the CPU)."""
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2**20
 
 
 def _environment(config: RunConfig, device: torch.device) -> dict[str, Any]:
@@ -378,6 +489,25 @@ def run_trial(
     leaves ``best_model.pt`` at the end. Test metrics come from the best validation weights and
     are never used for selection.
     """
+    started = time.perf_counter()
+    validate(config)
+    device = resolve_device(config.train.device)
+    with matmul_precision(config, device):
+        return _run_trial(
+            config, device, started, on_epoch, checkpoint_dir, evaluate_test, progress
+        )
+
+
+def _run_trial(
+    config: RunConfig,
+    device: torch.device,
+    started: float,
+    on_epoch: EpochHook | None,
+    checkpoint_dir: str | Path | None,
+    evaluate_test: bool,
+    progress: bool,
+) -> RunResult:
+    """:func:`run_trial` on a resolved device, inside its matmul-precision settings."""
     from faerec.data import (
         dataset_statistics,
         leave_one_out,
@@ -387,13 +517,10 @@ def run_trial(
     )
     from faerec.models import build_model
 
-    started = time.perf_counter()
-    validate(config)
     seed = config.train.seed
     _seed_everything(seed)
     if config.train.num_threads > 0:
         torch.set_num_threads(config.train.num_threads)
-    device = resolve_device(config.train.device)
 
     data = load_dataset(config.data.dataset)
     split = leave_one_out(data, config.data.max_seq_length)
@@ -423,6 +550,8 @@ def run_trial(
 
     torch.manual_seed(seed)  # model init must not depend on what ran before (e.g. embeddings)
     model = build_model(config, data.num_items, llm_table, groups.train_popularity).to(device)
+    if config.train.compile:
+        compile_backbone(model)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
     )
@@ -450,6 +579,8 @@ def run_trial(
     if state.finished is None:
         for epoch in range(state.next_epoch, max_epochs):
             epoch_started = time.perf_counter()
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
             bar = _progress_bar(progress, epoch, max_epochs, len(split.train), config)
             try:
                 loss, parts, weights = train_one_epoch(
@@ -480,6 +611,7 @@ def run_trial(
                 seconds=time.perf_counter() - epoch_started,
                 checkpoint_dir=None if checkpoint_path is None else str(checkpoint_path.parent),
                 weights=weights,
+                gpu_mem_mb=_peak_gpu_memory_mb(device),
             )
             state.history.append(report)
             state.seconds = seconds_before + (time.perf_counter() - started)

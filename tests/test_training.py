@@ -10,15 +10,21 @@ import pytest
 import torch
 
 from faerec.config import RunConfig, resolve_config
-from faerec.data import leave_one_out, load_dataset
+from faerec.data import leave_one_out, load_dataset, popularity_groups
 from faerec.errors import ConfigError, TrainingError
+from faerec.models import build_model
 from faerec.results import EpochReport, RunResult
 from faerec.training import (
     BEST_MODEL_FILE,
     CHECKPOINT_FILE,
+    NAN_CHECK_EVERY,
     NegativeSampler,
+    _LossAccumulator,
+    batch_to_device,
+    compile_backbone,
     evaluation_history,
     run_trial,
+    train_one_epoch,
 )
 
 TINY = {
@@ -231,3 +237,107 @@ def test_faerec_run_reports_curriculum_weights_and_loss_parts() -> None:
     assert {"rec", "item_align", "feature_align"} <= set(report.loss_parts)
     assert not any(name.startswith("w_") for name in report.loss_parts)
     assert result.environment["embedding_model"] == "minilm"
+
+
+# --- speed features: device-side loss sums, bf16, compile ---------------------------------------
+
+
+def _tiny_model(config: RunConfig) -> tuple[Any, Any, Any]:
+    """(model, split, data) for ``config`` on ml-100k, initialised from the run's seed."""
+    data = load_dataset("ml-100k")
+    split = leave_one_out(data, config.data.max_seq_length)
+    groups = popularity_groups(data, 0.2, "full")
+    torch.manual_seed(config.train.seed)
+    model = build_model(config, data.num_items, None, groups.train_popularity)
+    return model, split, data
+
+
+def test_epoch_loss_equals_per_batch_reads() -> None:
+    # the loop before device-side sums read float(loss) after every batch: same draws, same sum
+    config = tiny_config({"train.batch_size": 64})  # 15 batches
+    model, split, data = _tiny_model(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
+    sampler = NegativeSampler(split.user_items, data.num_items)
+    loss, parts, _ = train_one_epoch(
+        model, optimizer, split.train, sampler, np.random.default_rng(7), 0, config,
+        torch.device("cpu"),
+    )  # fmt: skip
+
+    model, _, _ = _tiny_model(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
+    rng = np.random.default_rng(7)
+    model.train()
+    order = rng.permutation(len(split.train))
+    reads: list[float] = []
+    for start in range(0, len(order), 64):
+        rows = order[start : start + 64]
+        target_pos = split.train.target_pos[rows]
+        negatives = sampler.sample(split.train.user_index[rows], target_pos, rng)
+        batch = batch_to_device(
+            split.train.input_ids[rows], target_pos, negatives, torch.device("cpu")
+        )
+        terms = model.calculate_loss(batch, 0)
+        optimizer.zero_grad(set_to_none=True)
+        terms.total.backward()
+        optimizer.step()
+        reads.append(float(terms.total.detach()))
+    assert len(reads) == 15
+    assert loss == pytest.approx(sum(reads) / len(reads), abs=1e-6)
+    assert parts["rec"] == pytest.approx(loss, abs=1e-6)  # the plain model has one part
+
+
+def test_nan_is_reported_at_its_batch_after_a_delayed_read() -> None:
+    losses = _LossAccumulator(epoch=3, config=tiny_config())
+    bad = NAN_CHECK_EVERY + 5
+    for index in range(bad + 3):
+        value = torch.tensor(float("nan") if index == bad else 1.0)
+        losses.add(value, {"rec": value})
+        if (index + 1) % NAN_CHECK_EVERY == 0:
+            losses.read()  # the first block is clean
+    with pytest.raises(TrainingError, match=rf"^NaN loss at epoch 3, batch {bad}: .*rec=nan"):
+        losses.read()
+
+
+def test_bf16_autocast_runs_on_cpu_with_close_metrics(
+    two_epochs: tuple[RunResult, Path],
+) -> None:
+    fp32, _ = two_epochs
+    bf16 = run_trial(tiny_config({"train.precision": "bf16"}))
+    assert bf16.config["train"]["precision"] == "bf16"
+    for ours, reference in zip(bf16.history, fp32.history, strict=True):
+        assert ours.loss == pytest.approx(reference.loss, rel=1e-3)
+        assert ours.valid is not None and reference.valid is not None
+        assert ours.valid["ndcg@20"] == pytest.approx(reference.valid["ndcg@20"], abs=5e-3)
+
+
+def test_unknown_precision_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"^train\.precision: expected one of fp32, "):
+        tiny_config({"train.precision": "fp16"})
+
+
+def test_cpu_epochs_report_no_gpu_memory(two_epochs: tuple[RunResult, Path]) -> None:
+    result, _ = two_epochs
+    assert [h.gpu_mem_mb for h in result.history] == [None, None]
+
+
+def test_compiled_encoder_gives_the_same_losses_and_weights_names() -> None:
+    # Inductor on this 2-core CPU needs ~150 s for one tiny epoch (C++ compilation), so the CPU
+    # test traces with dynamo's eager backend: it checks the wiring (dynamic lengths, in-place
+    # compile, unchanged state dict); tests/test_cuda.py compiles with Inductor on a GPU.
+    config = tiny_config({"model.hidden_dropout": 0.0, "model.attention_dropout": 0.0})
+    plain, split, data = _tiny_model(config)
+    compiled, _, _ = _tiny_model(config)
+    compile_backbone(compiled, backend="eager")
+    assert list(compiled.state_dict()) == list(plain.state_dict())
+    sampler = NegativeSampler(split.user_items, data.num_items)
+    rng = np.random.default_rng(0)
+    for rows in (np.arange(0, 40), np.arange(500, 530)):  # different longest sequences
+        target_pos = split.train.target_pos[rows]
+        negatives = sampler.sample(split.train.user_index[rows], target_pos, rng)
+        batch = batch_to_device(
+            split.train.input_ids[rows], target_pos, negatives, torch.device("cpu")
+        )
+        with torch.no_grad():
+            expected = float(plain.calculate_loss(batch, 0).total)
+            ours = float(compiled.calculate_loss(batch, 0).total)
+        assert ours == pytest.approx(expected, rel=1e-5)

@@ -34,10 +34,21 @@ class TrainBatch:
 
 @dataclass
 class LossTerms:
-    """The total loss to back-propagate and its parts (floats, for logging)."""
+    """The total loss to back-propagate, its parts and the curriculum weights used.
+
+    ``losses`` stay detached tensors on the model's device so that the trainer can sum them
+    there and read them once per epoch: a ``float()`` per part and batch would wait for the GPU
+    after every batch.
+    """
 
     total: Tensor
-    parts: dict[str, float] = field(default_factory=dict)
+    losses: dict[str, Tensor] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def parts(self) -> dict[str, float]:
+        """Losses as floats, then weights (one host sync per loss: for tests and logs)."""
+        return {**{name: float(value) for name, value in self.losses.items()}, **self.weights}
 
 
 class Backbone(nn.Module, ABC):
@@ -172,7 +183,7 @@ class PlainRecommender(SequentialRecommender):
             batch.target_pos[:, -width:],
             batch.target_neg[:, -width:],
         )
-        return LossTerms(total=loss, parts={"rec": float(loss.detach())})
+        return LossTerms(total=loss, losses={"rec": loss.detach()})
 
     def scoring_table(self) -> Tensor:
         return self.backbone.item_embedding.weight

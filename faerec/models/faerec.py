@@ -252,13 +252,12 @@ class FAERecRecommender(SequentialRecommender):
         total = rec_loss + self.config.align_weight * (w_item * item_loss + w_feat * feature_loss)
         return LossTerms(
             total=total,
-            parts={
-                "rec": float(rec_loss.detach()),
-                "item_align": float(item_loss.detach()),
-                "feature_align": float(feature_loss.detach()),
-                "w_item": w_item,
-                "w_feat": w_feat,
+            losses={
+                "rec": rec_loss.detach(),
+                "item_align": item_loss.detach(),
+                "feature_align": feature_loss.detach(),
             },
+            weights={"w_item": w_item, "w_feat": w_feat},
         )
 
     def scoring_table(self) -> Tensor:

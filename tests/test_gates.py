@@ -84,19 +84,55 @@ def test_scalar_gate_by_hand_is_one_value_per_token() -> None:
 
 
 def test_bilinear_gate_by_hand() -> None:
-    gate = BilinearGate(hidden_size=2)
-    w0 = torch.tensor([[1.0, 0.0], [0.0, 0.5]])
-    w1 = torch.tensor([[0.0, -0.2], [0.3, 0.0]])
+    gate = BilinearGate(hidden_size=2, rank=2)
     with torch.no_grad():
-        gate.form.weight.copy_(torch.stack([w0, w1]))
-        gate.form.bias.copy_(torch.tensor([0.1, -0.1]))
-    # x_id^T W_k x_llm with x_id = (1, -2), x_llm = (0.5, 3)
-    form0 = 1 * 1.0 * 0.5 + (-2) * 0.5 * 3
-    form1 = 1 * -0.2 * 3 + (-2) * 0.3 * 0.5
+        gate.left.weight.copy_(torch.tensor([[1.0, 0.0], [0.5, 0.5]]))  # u_1, u_2
+        gate.right.weight.copy_(torch.tensor([[0.0, 1.0], [2.0, 0.0]]))  # v_1, v_2
+        gate.output.weight.copy_(torch.tensor([[1.0, -1.0], [0.2, 0.3]]))  # P
+        gate.output.bias.copy_(torch.tensor([0.1, -0.1]))
+    # x_id = (1, -2), x_llm = (0.5, 3): u.x_id = (1, -0.5), v.x_llm = (3, 1), products (3, -0.5)
     g = gate(X_ID, X_LLM)
+    assert g.shape == (1, 1, 2)
     assert g.flatten().tolist() == pytest.approx(
-        [_sigmoid(form0 + 0.1), _sigmoid(form1 - 0.1)], rel=1e-6
+        [_sigmoid(3.0 + 0.5 + 0.1), _sigmoid(0.6 - 0.15 - 0.1)], rel=1e-6
     )
+
+
+def test_bilinear_gate_is_the_bilinear_form_of_its_factors() -> None:
+    torch.manual_seed(0)
+    gate = BilinearGate(hidden_size=6, rank=3)
+    x_id, x_llm = torch.randn(2, 4, 6), torch.randn(2, 4, 6)
+    u, v, p = gate.left.weight, gate.right.weight, gate.output.weight
+    forms = torch.einsum("kj,ja,jb->kab", p, u, v)  # W_k = sum_j P_kj u_j v_j^T, rank <= 3
+    logits = torch.einsum("nta,kab,ntb->ntk", x_id, forms, x_llm) + gate.output.bias
+    assert torch.allclose(gate(x_id, x_llm), torch.sigmoid(logits), atol=1e-6)
+    assert int(torch.linalg.matrix_rank(forms[0])) <= 3
+
+
+def test_bilinear_gate_parameters_grow_as_rank_times_width() -> None:
+    gate = BilinearGate(hidden_size=128)
+    assert gate.rank == 32
+    assert sum(p.numel() for p in gate.parameters()) == 3 * 32 * 128 + 128  # d^3 = 2,097,152
+    assert BilinearGate(hidden_size=2).rank == 1
+
+
+def test_bilinear_gate_values_lie_in_the_open_unit_interval() -> None:
+    torch.manual_seed(1)
+    gate = BilinearGate(hidden_size=16)
+    g = gate(torch.randn(4, 5, 16), torch.randn(4, 5, 16))
+    assert g.shape == (4, 5, 16)
+    assert bool(((g > 0) & (g < 1)).all())
+    assert abs(float(g.mean()) - 0.5) < 0.1  # zero bias: it starts near an even mix
+
+
+def test_bilinear_gate_passes_gradients_to_both_views_and_every_weight() -> None:
+    torch.manual_seed(2)
+    gate = BilinearGate(hidden_size=8)
+    x_id = torch.randn(2, 3, 8, requires_grad=True)
+    x_llm = torch.randn(2, 3, 8, requires_grad=True)
+    gate(x_id, x_llm).sum().backward()
+    for tensor in (x_id, x_llm, *gate.parameters()):
+        assert tensor.grad is not None and bool(tensor.grad.abs().sum() > 0)
 
 
 def test_no_gate_is_an_even_mix_without_parameters() -> None:

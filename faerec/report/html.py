@@ -17,6 +17,7 @@ from typing import Any
 from faerec.report.figures import FigureFile
 from faerec.report.stats import format_p
 from faerec.report.tables import (
+    TESTED_KINDS,
     Column,
     ReportModel,
     ResultTable,
@@ -284,7 +285,7 @@ def _result_table(table: ResultTable, counter: _Counter) -> Markup:
             class_="table-wrap",
         )
     ]
-    if table.kind == "main" and table.has_tests:
+    if table.kind in TESTED_KINDS and table.has_tests:
         parts.append(_p_value_table(table, number))
     return Markup("".join(parts))
 
@@ -642,6 +643,9 @@ def _section(
 ) -> Markup:
     parts: list[Any] = [el("h2", f"Results: {section.title}", id=section.anchor)]
     parts.append(_result_table(section.main, counter))
+    if section.tuning is not None:
+        parts.append(el("h3", "Tuned against paper defaults"))
+        parts.append(_result_table(section.tuning, counter))
     if section.buckets is not None:
         parts.append(el("h3", "By popularity of the target item"))
         parts.append(_result_table(section.buckets, counter))

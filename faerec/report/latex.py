@@ -12,6 +12,7 @@ from faerec.report.stats import format_p
 from faerec.report.tables import (
     MARK_SEEDS,
     MARK_USERS,
+    TESTED_KINDS,
     ReportModel,
     ResultTable,
     Section,
@@ -101,7 +102,7 @@ def _table(table: ResultTable, section: Section) -> list[str]:
         cells += [tex(fmt_change(table.improvement.get(c))) for c in table.columns]
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}"]
-    if table.kind == "main" and table.has_tests:
+    if table.kind in TESTED_KINDS and table.has_tests:
         lines.append(f"% p-values of this table ({n_columns} columns, in column order):")
         for label, test, outcomes in p_value_rows(table):
             values = [

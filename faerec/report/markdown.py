@@ -14,6 +14,7 @@ from faerec.report.figures import FigureFile
 from faerec.report.stats import format_p
 from faerec.report.tables import (
     MARK_SEEDS,
+    TESTED_KINDS,
     ReportModel,
     ResultTable,
     SearchSummary,
@@ -112,7 +113,7 @@ def _result_table(table: ResultTable, counter: _Counter) -> list[str]:
     if sizes:
         lines[-1] += f" Test users per group: {sizes}."
     lines.append("")
-    if table.kind == "main" and table.has_tests:
+    if table.kind in TESTED_KINDS and table.has_tests:
         lines += _p_values(table, counter.table)
     return lines
 
@@ -343,6 +344,9 @@ def _section(
 ) -> list[str]:
     lines = [f"## Results: {md(section.title)}", ""]
     lines += _result_table(section.main, counter)
+    if section.tuning is not None:
+        lines += ["### Tuned against paper defaults", ""]
+        lines += _result_table(section.tuning, counter)
     if section.buckets is not None:
         lines += ["### By popularity of the target item", ""]
         lines += _result_table(section.buckets, counter)

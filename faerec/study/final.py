@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from faerec.study.progress import ProgressView
+from faerec.study.reference import plan_reference
 from faerec.study.spec import Cell, StudySpec
 from faerec.study.store import StudyStore, read_json, write_json_atomic
 from faerec.study.trainable import error_message
@@ -94,6 +95,10 @@ class FinalStage:
                         cell_store.seed_checkpoint_dir(seed),
                     )
                 )
+            reference = plan_reference(self.spec, cell, cell_store, seeds)  # the preset's row
+            self.totals[cell.cell_id] += reference.total
+            self.done[cell.cell_id] += reference.done
+            jobs += [FinalJob(cell.cell_id, *missing) for missing in reference.missing]
             self.show(cell.cell_id, running=0)
         return jobs
 

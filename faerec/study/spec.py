@@ -11,7 +11,6 @@ filled in) is what ``study.json`` stores; :func:`spec_from_dict` reads it back f
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
@@ -29,6 +28,7 @@ from faerec.errors import ConfigError
 from faerec.report import DEFAULT_FORMATS as DEFAULT_REPORT_FORMATS
 from faerec.report import FORMATS as REPORT_FORMATS
 from faerec.study.space import KINDS, Param, SearchSpace
+from faerec.text import did_you_mean
 
 SAMPLERS = ("tpe", "random", "cmaes", "grid")
 SCHEDULERS = ("asha", "median", "none")
@@ -279,6 +279,8 @@ class StudySpec:
     source: str = ""
     #: the YAML text as given (copied to studies/<name>/spec.yaml)
     text: str = field(default="", repr=False)
+    #: retrain each searched cell's preset over the final seeds too (faerec.study.reference)
+    final_reference: bool = True
 
     @property
     def multi_objective(self) -> bool:
@@ -356,7 +358,7 @@ class StudySpec:
             },
             "scheduler": scheduler,
             "resources": resources,
-            "final": {"seeds": self.final_seeds},
+            "final": {"seeds": self.final_seeds, "reference": self.final_reference},
             "report": {"formats": list(self.report_formats)},
             "storage": self.storage,
         }
@@ -480,8 +482,7 @@ def _as_number(value: Any) -> float | int | None:
 
 
 def _hint(value: str, allowed: Iterable[str]) -> str:
-    close = difflib.get_close_matches(value, list(allowed), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    return did_you_mean(value, allowed)
 
 
 @dataclass(frozen=True)
@@ -568,6 +569,19 @@ class _Checker:
             self.error(node.line_of(name), node.key(name), f"expected a number {bound}, got {got}")
             return default
         return float(value)
+
+    def boolean(self, node: _Node, name: str, default: bool) -> bool:
+        if name not in node.data:
+            return default
+        value = node.data[name]
+        if not isinstance(value, bool):
+            self.error(
+                node.line_of(name),
+                node.key(name),
+                f"expected true or false, got {_describe(value)}",
+            )
+            return default
+        return value
 
     def word(self, node: _Node, name: str, default: str, allowed: Iterable[str]) -> str:
         if name not in node.data:
@@ -659,12 +673,13 @@ class _Checker:
         search = self.search(top, methods)
         scheduler = self.scheduler(top, len(search.objectives) > 1)
         resources = self.resources(top)
-        final = self.node(top, "final", ("seeds",))
+        final = self.node(top, "final", ("seeds", "reference"))
         final_seeds = (
             DEFAULT_FINAL_SEEDS
             if final is None
             else self.integer(final, "seeds", DEFAULT_FINAL_SEEDS, 0)
         )
+        final_reference = True if final is None else self.boolean(final, "reference", True)
         formats = self.report_formats(top)
         storage = top.data.get("storage") or ""
         if not isinstance(storage, str) or (storage and not _STORAGE_URL.fullmatch(storage)):
@@ -689,6 +704,7 @@ class _Checker:
             scheduler=scheduler,
             resources=resources,
             final_seeds=final_seeds,
+            final_reference=final_reference,
             report_formats=tuple(formats),
             storage=str(storage),
             source=self.file,

@@ -1,4 +1,5 @@
-"""A realistic study store for the report tests, written exactly as docs/store-layout.md says.
+"""A realistic study store for the report tests, written through faerec.study.store (the one
+owner of the layout in docs/store-layout.md), as the study engine writes it.
 
 The final seeds are simulated, but consistently: every group metric is computed from the
 per-user test ranks the file also stores, FAERec is better on tail items than the backbone,
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import warnings
 import zlib
@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 import optuna
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 
+from faerec.atomic import write_json_atomic
 from faerec.config import resolve_config
 from faerec.results import EpochReport, GroupMetrics, RunResult
+from faerec.study.store import CellStore, StudyStore
 
 KS = (5, 10, 20)
 BUCKETS = ((1, 4, "1-4"), (5, 9, "5-9"), (10, 19, "10-19"), (20, 49, "20-49"), (50, 10**9, "50+"))
@@ -34,13 +34,6 @@ HIT_RATES = {
     "faerec-no-gate": (0.32, 0.17),
     "faerec-no-curriculum": (0.33, 0.19),
 }
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _group_metrics(ranks: np.ndarray, masks: dict[str, np.ndarray]) -> list[GroupMetrics]:
@@ -198,12 +191,31 @@ def simulated_run(
     )
 
 
+def tiny_run_result(seed: int = 2024) -> RunResult:
+    """The smallest RunResult the store accepts as a final seed (tested, one group)."""
+    group = GroupMetrics(group="overall", n_users=2, values={"ndcg@10": 0.5})
+    return RunResult(
+        config={"train": {"seed": seed}},
+        best_epoch=0,
+        best_value=0.5,
+        select_metric="ndcg@10",
+        epochs_trained=1,
+        stop_reason="max_epochs",
+        valid=[group],
+        test=[group],
+        history=[],
+        seconds=1.0,
+        test_ranks=[1, 0],
+        test_user_index=[0, 1],
+    )
+
+
 def _write_search(
-    cell_dir: Path, cell_id: str, method: str, n_trials: int, objectives: tuple[str, ...]
+    cell: CellStore, cell_id: str, method: str, n_trials: int, objectives: tuple[str, ...]
 ) -> dict[str, Any]:
     """A real Optuna study in the cell's journal plus trials.csv / epochs.csv / best.json rows."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    storage = JournalStorage(JournalFileBackend(str(cell_dir / "optuna.journal")))
+    storage = cell.open_storage()
     directions = [optuna.study.StudyDirection.MAXIMIZE] * len(objectives)
     study = optuna.create_study(
         study_name=cell_id,
@@ -269,18 +281,10 @@ def _write_search(
                 "params": json.dumps(trial.params),
             }
         )
-    _write_csv(cell_dir / "trials.csv", rows)
-    _write_csv(cell_dir / "epochs.csv", epoch_rows)
+    cell.write_trials(rows)
+    cell.write_epochs(epoch_rows)
     best = study.best_trials[0] if len(objectives) > 1 else study.best_trial
     return {"params": best.params, "value": best.values[0], "trial": best.number}
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    import pandas as pd
-
-    tmp = path.with_suffix(".tmp")
-    pd.DataFrame(rows).to_csv(tmp, index=False)
-    os.replace(tmp, path)
 
 
 def make_study_store(
@@ -307,18 +311,18 @@ def make_study_store(
     if real:
         assert (dataset, backbone) == ("ml-100k", "sasrec"), "real runs exist for ml-100k/sasrec"
         assert set(methods) <= set(REAL_METHODS) and set(seeds) <= set(REAL_SEEDS)
-    study_dir = studies_dir / name
+    store = StudyStore(studies_dir / name)
     data = SimulatedData()
     cell_ids = []
     for method in methods:
         cell_id = f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', dataset)}__{backbone}__{method}"
         cell_ids.append(cell_id)
-        cell_dir = study_dir / "cells" / cell_id
-        (cell_dir / "final").mkdir(parents=True, exist_ok=True)
+        cell = store.cell(cell_id)
+        cell.final_dir.mkdir(parents=True, exist_ok=True)
         objectives = ("ndcg@20", "tail_items/ndcg@20") if method in two_metric else ("ndcg@20",)
         has_space = method in searched
-        _write_json(
-            cell_dir / "cell.json",
+        write_json_atomic(
+            cell.cell_json,
             {
                 "cell_id": cell_id,
                 "dataset": dataset,
@@ -332,7 +336,7 @@ def make_study_store(
         )
         overrides: dict[str, Any] = {}
         if has_space:
-            best = _write_search(cell_dir, cell_id, method, n_trials, objectives)
+            best = _write_search(cell, cell_id, method, n_trials, objectives)
             overrides = dict(best["params"])
         else:
             best = {"params": {}, "value": None, "trial": None}
@@ -348,12 +352,12 @@ def make_study_store(
                 else simulated_run(data, dataset, backbone, method, seed, overrides)
             )
             first = first or result
-            _write_json(cell_dir / "final" / f"seed_{seed}.json", result.to_dict())
+            write_json_atomic(cell.seed_json(seed), result.to_dict())
         assert first is not None
         best["config"] = first.config
-        _write_json(cell_dir / "best.json", best)
-    _write_json(
-        study_dir / "study.json",
+        write_json_atomic(cell.best_json, best)
+    write_json_atomic(
+        store.study_json,
         {
             "name": name,
             "description": description,
@@ -363,6 +367,7 @@ def make_study_store(
                 "datasets": [dataset],
                 "backbones": [backbone],
                 "methods": list(methods),
+                "final": {"seeds": len(seeds)},
             },
             "created": "2026-11-28T10:00:00+00:00",
             "updated": "2026-11-28T11:30:00+00:00",
@@ -377,8 +382,8 @@ def make_study_store(
             "cells": cell_ids,
         },
     )
-    (study_dir / "spec.yaml").write_text(f"name: {name}\n", encoding="utf-8")
-    return study_dir
+    store.spec_yaml.write_text(f"name: {name}\n", encoding="utf-8")
+    return store.root
 
 
 # --- real runs --------------------------------------------------------------------------------
@@ -421,7 +426,7 @@ def record_real_runs() -> None:
                 },
             )
             result = run_trial(config)
-            _write_json(real_run_path(method, seed), result.to_dict())
+            write_json_atomic(real_run_path(method, seed), result.to_dict())
 
 
 def real_run(method: str, seed: int) -> RunResult:

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+from report_fixtures import tiny_run_result
 
 from faerec.errors import FaerecError
 from faerec.study.store import (
@@ -127,8 +128,8 @@ def test_epochs_csv_puts_metrics_between_loss_and_seconds(tmp_path: Path) -> Non
 def test_done_seeds_reads_final_folder(tmp_path: Path) -> None:
     cell = CellStore(tmp_path / "c")
     assert cell.done_seeds() == []
-    write_json_atomic(cell.seed_json(2025), {})
-    write_json_atomic(cell.seed_json(2024), {})
+    write_json_atomic(cell.seed_json(2025), tiny_run_result(2025).to_dict())
+    write_json_atomic(cell.seed_json(2024), tiny_run_result(2024).to_dict())
     cell.seed_checkpoint_dir(2026).mkdir(parents=True)
     assert cell.done_seeds() == [2024, 2025]
 

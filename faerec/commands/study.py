@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from faerec.errors import FaerecError
+from faerec.study.lock import LockInfo, StudyLock, StudyLocked
 from faerec.study.spec import SpecError, StudySpec, parse_spec, spec_from_dict
-from faerec.study.store import StudyStore, count_trials, read_csv, read_json
+from faerec.study.store import StudyStore, count_trials, list_studies, read_csv, read_json
 
 if TYPE_CHECKING:
     from faerec.data.types import InteractionData
@@ -34,15 +37,26 @@ def register(subparsers: Any) -> None:
     _add_run_options(run)
     run.set_defaults(handler=handle_run)
 
-    resume = subparsers.add_parser("resume", help="continue a stopped study by name")
-    resume.add_argument("name", help="the study's name (its folder under --studies-dir)")
+    resume = subparsers.add_parser(
+        "resume", help="continue a stopped study, in its folder and nowhere else"
+    )
+    resume.add_argument(
+        "name",
+        help="the study's name (its folder under --studies-dir), or the path of its folder "
+        "(anything with a '/')",
+    )
     _add_run_options(resume)
     resume.set_defaults(handler=handle_resume)
 
     status = subparsers.add_parser(
-        "status", help="trials by state and the best configuration so far"
+        "status",
+        help="trials by state and the best configuration so far; without a name, every study",
     )
-    status.add_argument("name", help="the study's name (its folder under --studies-dir)")
+    status.add_argument(
+        "name",
+        nargs="?",
+        help="the study's name or folder path (default: list the studies in --studies-dir)",
+    )
     status.add_argument(
         "--studies-dir", default=DEFAULT_STUDIES_DIR, metavar="DIR", help="default: studies"
     )
@@ -165,11 +179,14 @@ def summary(spec: StudySpec) -> str:
 # --- run / resume ------------------------------------------------------------------------------
 
 
-def _run(spec: StudySpec, args: argparse.Namespace) -> int:
+def _run(spec: StudySpec, args: argparse.Namespace, store: StudyStore) -> int:
+    """Run the study in ``store`` as its only driver (``run_study`` writes to
+    ``<studies_dir>/<spec.name>``, which is ``store.root``)."""
     from faerec.study.runner import RunOptions, run_study
 
+    assert store.root == StudyStore.at(store.root.parent, spec.name).root
     options = RunOptions(
-        studies_dir=Path(args.studies_dir),
+        studies_dir=store.root.parent,
         reports_dir=Path(args.reports_dir),
         address=args.address,
         max_concurrent=args.max_concurrent,
@@ -177,7 +194,20 @@ def _run(spec: StudySpec, args: argparse.Namespace) -> int:
     )
     for notice in preset_notices(spec):
         print(notice, file=sys.stderr)
-    return run_study(spec, options)
+    with StudyLock(store.root, options.command):
+        return run_study(spec, options)
+
+
+def _before_work(store: StudyStore) -> None:
+    """Exit 2 at once when the folder cannot be written or another driver runs the study
+    (``_run`` takes the lock for real once the data are checked)."""
+    store.check_writable()
+    holder = StudyLock.holder(store.root)
+    if holder is not None:
+        raise StudyLocked(
+            f"{store.root}: another driver runs this study: {holder.describe()}; wait for it "
+            "to end or stop it"
+        )
 
 
 def check_data(spec: StudySpec) -> dict[str, InteractionData]:
@@ -193,21 +223,41 @@ def handle_run(args: argparse.Namespace) -> int:
         spec = parse_spec(args.spec)
     except SpecError as error:
         return _print_problems(error)
+    store = StudyStore.at(args.studies_dir, spec.name)
+    _before_work(store)
     check_data(spec)
-    return _run(spec, args)
+    return _run(spec, args, store)
+
+
+def study_folder(name: str, studies_dir: str) -> StudyStore:
+    """A study named on the command line: a path when it has a '/', else a name under
+    ``studies_dir``."""
+    if "/" in name or name in (".", ".."):
+        return StudyStore(Path(name).resolve())
+    return StudyStore.at(studies_dir, name)
 
 
 def handle_resume(args: argparse.Namespace) -> int:
-    store = StudyStore.at(args.studies_dir, args.name)
+    store = study_folder(args.name, args.studies_dir)
     payload = store.load_study_json()
     try:
         spec = spec_from_dict(payload["spec"], str(store.study_json))
     except SpecError as error:
         return _print_problems(error)
-    if store.spec_yaml.is_file():
-        spec = _with_text(spec, store.spec_yaml.read_text(encoding="utf-8"))
+    stored = str(payload.get("name", spec.name))
+    if spec.name != store.name or stored != store.name:
+        raise FaerecError(
+            f"{store.study_json}: this folder holds the study {stored!r}, but resuming it would "
+            f"write to {store.root.parent / spec.name}; rename the folder to {spec.name!r} "
+            "(nothing was written)",
+            exit_code=2,
+        )
+    spec_text = store.read_spec_text()
+    if spec_text:
+        spec = _with_text(spec, spec_text)
+    _before_work(store)
     check_data(spec)
-    return _run(spec, args)
+    return _run(spec, args, store)
 
 
 def _with_text(spec: StudySpec, text: str) -> StudySpec:
@@ -219,42 +269,147 @@ def _with_text(spec: StudySpec, text: str) -> StudySpec:
 # --- status ------------------------------------------------------------------------------------
 
 
+@dataclass
+class CellProgress:
+    """What status shows of one cell."""
+
+    cell_id: str
+    info: dict[str, Any]
+    trials: list[dict[str, str]]
+    seeds: int
+    seeds_set_aside: int
+
+    @property
+    def searched(self) -> bool:
+        return bool(self.info.get("has_space"))
+
+    @property
+    def target(self) -> int:
+        value = self.info.get("n_trials_target")
+        return int(value) if isinstance(value, (int, float)) else 0
+
+
+def _cell_progress(store: StudyStore, cell_id: str) -> CellProgress:
+    cell = store.cell(cell_id)
+    cell.repair_journal()  # a cut last record is set aside now rather than at the next resume
+    return CellProgress(
+        cell_id=cell_id,
+        info=read_json(cell.cell_json) if cell.cell_json.exists() else {},
+        trials=read_csv(cell.trials_csv),
+        seeds=len(cell.done_seeds()),
+        seeds_set_aside=len(cell.set_aside_seeds()),
+    )
+
+
+def _study_state(
+    store: StudyStore, holder: LockInfo | None, cells: list[CellProgress], final_seeds: int
+) -> str:
+    """running (a driver holds the lock), finished (every trial and seed, results.csv), or
+    interrupted (work is missing and no driver is at it)."""
+    if holder is not None:
+        return "running"
+    complete = all(
+        (not c.searched or count_trials(c.trials).done >= c.target) and c.seeds >= final_seeds
+        for c in cells
+    )
+    return "finished" if complete and store.results_csv.exists() else "interrupted"
+
+
 def handle_status(args: argparse.Namespace) -> int:
-    store = StudyStore.at(args.studies_dir, args.name)
+    if args.name is None:
+        return _list_studies(args.studies_dir)
+    store = study_folder(args.name, args.studies_dir)
     payload = store.load_study_json()
+    final_seeds = int(payload["spec"].get("final", {}).get("seeds", 0))
+    holder = StudyLock.holder(store.root)
+    cells = [_cell_progress(store, str(cell_id)) for cell_id in payload["cells"]]
+    state = _study_state(store, holder, cells, final_seeds)
     print(f"study {payload['name']}: {store.root}")
     if payload.get("description"):
         print(f"  {payload['description']}")
     print(f"  updated {payload.get('updated', '?')}")
-    final_seeds = int(payload["spec"].get("final", {}).get("seeds", 0))
-    for cell_id in payload["cells"]:
-        cell = store.cell(cell_id)
-        info = read_json(cell.cell_json) if cell.cell_json.exists() else {}
-        trials = read_csv(cell.trials_csv)
-        counts = count_trials(trials)
-        seeds = len(cell.done_seeds())
-        print(f"{cell_id}")
-        if info.get("has_space"):
+    if holder is not None:
+        print(f"  state: running, driver {holder.describe()}")
+    elif state == "interrupted":
+        print(f"  state: interrupted (no driver runs it); continue with: {_resume_hint(store)}")
+    else:
+        print("  state: finished")
+    for cell in cells:
+        counts = count_trials(cell.trials)
+        print(cell.cell_id)
+        if cell.searched:
+            # a RUNNING row with no driver at work is a trial the last driver left behind
+            running = f"running {counts.running}" if holder is not None else ""
+            interrupted = counts.interrupted + (counts.running if holder is None else 0)
+            parts = [
+                f"complete {counts.complete}",
+                f"pruned {counts.pruned}",
+                f"failed {counts.failed}",
+                running,
+                f"interrupted {interrupted}" if interrupted else "",
+            ]
             print(
-                f"  trials: {counts.done}/{info.get('n_trials_target', '?')} finished "
-                f"(complete {counts.complete}, pruned {counts.pruned}, failed {counts.failed}, "
-                f"running {counts.running})"
+                f"  trials: {counts.done}/{cell.info.get('n_trials_target', '?')} finished "
+                f"({', '.join(p for p in parts if p)})"
             )
         else:
             print("  no search: runs its preset configuration")
-        if cell.best_json.exists():
-            best = read_json(cell.best_json)
+        best_json = store.cell(cell.cell_id).best_json
+        if best_json.exists():
+            best = read_json(best_json)
             if best.get("trial") is not None:
                 metric = best.get("metric", "value")
                 print(f"  best: {metric} = {best['value']:.4f} (trial {best['trial']})")
                 for key, value in sorted(best.get("params", {}).items()):
                     print(f"    {key} = {value}")
-        elif info.get("has_space"):
+        elif cell.searched:
             print("  best: no completed trial yet")
-        errors = sorted({t["error"] for t in trials if t["state"] == "FAIL" and t.get("error")})
+        errors = sorted(
+            {t["error"] for t in cell.trials if t["state"] == "FAIL" and t.get("error")}
+        )
         for message in errors[:3]:
             print(f"  error: {message}")
-        print(f"  final: {seeds}/{final_seeds} seeds")
+        aside = f", {cell.seeds_set_aside} set aside" if cell.seeds_set_aside else ""
+        print(f"  final: {cell.seeds}/{final_seeds} seeds{aside}")
     if store.results_csv.exists():
         print(f"results: {store.results_csv}")
+    return 0
+
+
+def _resume_hint(store: StudyStore) -> str:
+    default = StudyStore.at(DEFAULT_STUDIES_DIR, store.name).root
+    where = store.name if store.root == default else str(store.root)
+    return f"faerec-study resume {shlex.quote(where)}"
+
+
+def _list_studies(studies_dir: str) -> int:
+    """One line per study in ``studies_dir``: cells, trials done/target, seeds, state."""
+    stores = list_studies(studies_dir)
+    if not stores:
+        print(f"no studies in {Path(studies_dir).resolve()}")
+        return 0
+    rows = [("study", "cells", "trials", "seeds", "state")]
+    for store in stores:
+        payload = store.load_study_json()
+        final_seeds = int(payload["spec"].get("final", {}).get("seeds", 0))
+        cells = [_cell_progress(store, str(cell_id)) for cell_id in payload["cells"]]
+        holder = StudyLock.holder(store.root)
+        done = sum(min(count_trials(c.trials).done, c.target) for c in cells if c.searched)
+        target = sum(c.target for c in cells if c.searched)
+        seeds = sum(min(c.seeds, final_seeds) for c in cells)
+        state = _study_state(store, holder, cells, final_seeds)
+        rows.append(
+            (
+                store.name,
+                str(len(cells)),
+                f"{done}/{target}",
+                f"{seeds}/{final_seeds * len(cells)}",
+                state if holder is None else f"running (pid {holder.pid} on {holder.host})",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip()
+        )
     return 0

@@ -1,14 +1,15 @@
 """Read a study store (docs/store-layout.md) into plain records and pandas frames.
 
-The report reads only these files and never trains or starts Ray, so a report of a finished
-study takes seconds and can be rebuilt at any time. Anything missing or malformed becomes one
-:class:`~faerec.errors.DataError` that names the file, so a user knows what to re-run.
+The report reads only these files, through :mod:`faerec.study.store` (the one owner of their
+paths and formats), and never trains or starts Ray, so a report of a finished study takes
+seconds and can be rebuilt at any time. Anything missing or malformed becomes one
+:class:`~faerec.errors.DataError` that names the file, so a user knows what to re-run; a damaged
+journal or final seed is set aside by the store exactly as the driver would.
 """
 
 from __future__ import annotations
 
-import json
-import re
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,12 +18,10 @@ import pandas as pd
 
 from faerec.errors import DataError
 from faerec.results import TIDY_COLUMNS, RunResult
+from faerec.study.store import CellStore, StudyStore, read_json
 
 if TYPE_CHECKING:
     import optuna
-
-SEED_FILE = re.compile(r"^seed_(-?\d+)\.json$")
-TRIAL_STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
 
 
 @dataclass
@@ -44,10 +43,16 @@ class CellRecord:
     epochs: pd.DataFrame
     #: final-stage results by seed
     finals: dict[int, RunResult] = field(default_factory=dict)
+    #: the spec's Optuna database URL ("" when the cell keeps its own journal)
+    storage_url: str = ""
+
+    @property
+    def store(self) -> CellStore:
+        return CellStore(self.path)
 
     @property
     def journal_path(self) -> Path:
-        return self.path / "optuna.journal"
+        return self.store.journal
 
     @property
     def has_search(self) -> bool:
@@ -88,20 +93,6 @@ class StudyRecord:
         return str(self.meta.get("description") or "")
 
 
-def read_json(path: Path) -> Any:
-    """Parse a JSON file; a missing or malformed file is a DataError naming it."""
-    if not path.is_file():
-        raise DataError("file not found", path=path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise DataError(
-            f"invalid JSON: {error.msg} (column {error.colno})", path=path, line=error.lineno
-        ) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"cannot read: {error}", path=path) from None
-
-
 def _require_keys(payload: Any, keys: tuple[str, ...], path: Path) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise DataError(f"expected a JSON object, got {type(payload).__name__}", path=path)
@@ -123,68 +114,63 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise DataError(f"malformed CSV: {str(error).strip().splitlines()[0]}", path=path) from None
 
 
-def _read_run_result(path: Path) -> RunResult:
-    payload = _require_keys(
-        read_json(path), ("config", "best_epoch", "valid", "test", "history"), path
-    )
-    try:
-        result = RunResult.from_dict(payload)
-    except TypeError as error:
-        raise DataError(f"not a RunResult: {error}", path=path) from None
-    if not result.test:
-        raise DataError("no test metrics ('test' is empty): final seeds must be tested", path=path)
-    ranks, users = result.test_ranks, result.test_user_index
-    if ranks is not None and users is not None and len(ranks) != len(users):
-        raise DataError(
-            f"test_ranks has {len(ranks)} entries but test_user_index has {len(users)}", path=path
-        )
-    return result
-
-
-def load_cell(study_name: str, cell_dir: Path, *, allow_incomplete: bool = False) -> CellRecord:
+def load_cell(
+    study_name: str, cell_dir: Path, *, allow_incomplete: bool = False, storage_url: str = ""
+) -> CellRecord:
     """Read one cell folder (cell.json, best.json, trials.csv, epochs.csv, final/)."""
-    if not cell_dir.is_dir():
+    store = CellStore(Path(cell_dir))
+    if not store.root.is_dir():
         raise DataError(
             "cell folder listed in study.json is missing (the study has not run this cell yet)",
-            path=cell_dir,
+            path=store.root,
         )
-    info = _require_keys(
-        read_json(cell_dir / "cell.json"),
-        ("cell_id", "dataset", "backbone", "method"),
-        cell_dir / "cell.json",
-    )
-    best_path = cell_dir / "best.json"
-    best = read_json(best_path) if best_path.is_file() else None
-    finals: dict[int, RunResult] = {}
-    final_dir = cell_dir / "final"
-    if final_dir.is_dir():
-        for path in sorted(final_dir.iterdir()):
-            match = SEED_FILE.match(path.name)
-            if match:
-                finals[int(match.group(1))] = _read_run_result(path)
+    info = store.read_info()
+    finals = store.read_seeds()
     if not finals and not allow_incomplete:
         raise DataError(
             f"cell '{info['cell_id']}' has no final results (final/seed_<s>.json): the study is "
             "incomplete; run the study again to finish it",
-            path=final_dir,
+            path=store.final_dir,
         )
-    trials = _read_csv(cell_dir / "trials.csv")
+    trials = _read_csv(store.trials_csv)
     if not trials.empty:
         missing = [c for c in ("number", "state", "value") if c not in trials.columns]
         if missing:
-            raise DataError(f"missing column(s) {', '.join(missing)}", path=cell_dir / "trials.csv")
+            raise DataError(f"missing column(s) {', '.join(missing)}", path=store.trials_csv)
     return CellRecord(
         study=study_name,
         cell_id=str(info["cell_id"]),
         dataset=str(info["dataset"]),
         backbone=str(info["backbone"]),
         method=str(info["method"]),
-        path=cell_dir,
+        path=store.root,
         info=info,
-        best=best,
+        best=store.read_best(),
         trials=trials,
-        epochs=_read_csv(cell_dir / "epochs.csv"),
-        finals=dict(sorted(finals.items())),
+        epochs=_read_csv(store.epochs_csv),
+        finals=finals,
+        storage_url=storage_url,
+    )
+
+
+def reference_cell(cell: CellRecord) -> CellRecord | None:
+    """The cell's preset retrained over the final seeds (``final/reference_seed_<s>.json``) as
+    a cell of its own, with the method ``<method>-defaults``; None without such runs."""
+    from faerec.study.reference import reference_method
+
+    finals = CellStore(cell.path).read_reference_seeds()
+    if not finals:
+        return None
+    method = reference_method(cell.method)
+    return dataclasses.replace(
+        cell,
+        cell_id=cell.cell_id + method.removeprefix(cell.method),
+        method=method,
+        info={**cell.info, "method": method, "has_space": False, "reference_of": cell.cell_id},
+        best=None,
+        trials=pd.DataFrame(),
+        epochs=pd.DataFrame(),
+        finals=finals,
     )
 
 
@@ -194,10 +180,11 @@ def load_study(study_dir: Path, *, allow_incomplete: bool = False) -> StudyRecor
     With ``allow_incomplete`` a cell without final seeds is kept out of the tables and listed
     in ``StudyRecord.incomplete`` instead of failing, so a partial report can still be made.
     """
-    study_dir = Path(study_dir)
+    store = StudyStore(Path(study_dir))
+    study_dir = store.root
     if not study_dir.is_dir():
         raise DataError("no such study folder", path=study_dir)
-    meta_path = study_dir / "study.json"
+    meta_path = store.study_json
     if not meta_path.is_file():
         raise DataError(
             "not a study folder (no study.json): run `faerec-study run` first", path=study_dir
@@ -206,26 +193,30 @@ def load_study(study_dir: Path, *, allow_incomplete: bool = False) -> StudyRecor
     if not isinstance(meta["cells"], list) or not meta["cells"]:
         raise DataError("'cells' must be a non-empty list of cell ids", path=meta_path)
     name = str(meta["name"])
+    spec = meta.get("spec")
+    storage_url = str(spec.get("storage") or "") if isinstance(spec, dict) else ""
     cells: list[CellRecord] = []
     incomplete: list[str] = []
     for cell_id in meta["cells"]:
         cell = load_cell(
-            name, study_dir / "cells" / str(cell_id), allow_incomplete=allow_incomplete
+            name,
+            store.cell(str(cell_id)).root,
+            allow_incomplete=allow_incomplete,
+            storage_url=storage_url,
         )
         if cell.finals:
             cells.append(cell)
         else:
             incomplete.append(cell.cell_id)
+        reference = reference_cell(cell)
+        if reference is not None:
+            cells.append(reference)
     if not cells:
         raise DataError(
             "no cell has final results yet: the study is incomplete; run it again to finish it",
             path=study_dir,
         )
-    spec_path = study_dir / "spec.yaml"
-    try:
-        spec_text = spec_path.read_text(encoding="utf-8") if spec_path.is_file() else ""
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"cannot read: {error}", path=spec_path) from None
+    spec_text = store.read_spec_text()
     return StudyRecord(
         name=name,
         path=study_dir,
@@ -254,30 +245,8 @@ def tidy_frame(studies: list[StudyRecord]) -> pd.DataFrame:
 
 
 def open_optuna_study(cell: CellRecord) -> optuna.Study | None:
-    """The cell's Optuna study from ``optuna.journal`` (None when the cell has no journal).
+    """The cell's Optuna study, from its journal or the spec's database (None when it has none).
 
-    The study is named after the cell id; a journal holding exactly one study under another
-    name is accepted too, since the name is only a convention between engine and report.
+    Opened through the store like the driver opens it (a cut last journal record is set aside).
     """
-    path = cell.journal_path
-    if not path.is_file():
-        return None
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        storage = JournalStorage(JournalFileBackend(str(path)))
-        names = [s.study_name for s in storage.get_all_studies()]
-    except (OSError, ValueError, KeyError) as error:
-        raise DataError(f"unreadable Optuna journal: {error}", path=path) from None
-    if cell.cell_id in names:
-        name = cell.cell_id
-    elif len(names) == 1:
-        name = names[0]
-    elif not names:
-        return None
-    else:
-        raise DataError(f"journal holds studies {names} but none named '{cell.cell_id}'", path=path)
-    return optuna.load_study(study_name=name, storage=storage)
+    return cell.store.load_optuna_study(cell.study, cell.storage_url)

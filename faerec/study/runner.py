@@ -307,7 +307,7 @@ class CellMonitor:
             )
             best = best_record(self.spec, self.cell, trials)
             if best is not None:
-                write_json_atomic(self.store.best_json, best)
+                self.store.write_best(best, self.spec.search.objectives[0].direction)
         self.progress.update(
             self.cell.cell_id, **search_progress(self.spec, trials, self.target, self.concurrency)
         )
@@ -838,17 +838,15 @@ def touch_study_json(store: StudyStore) -> None:
 
 def write_results_csv(spec: StudySpec, store: StudyStore) -> int:
     """The tidy final-stage table over every cell and seed on disk."""
-    from faerec.results import TIDY_COLUMNS, RunResult
-    from faerec.study.store import write_csv_atomic
+    from faerec.results import TIDY_COLUMNS
 
     rows: list[dict[str, Any]] = []
     for cell in spec.cells():
         cell_store = store.cell(cell.cell_id)
-        for seed in cell_store.done_seeds():
-            result = RunResult.from_dict(read_json(cell_store.seed_json(seed)))
+        for seed, result in cell_store.read_seeds().items():
             for row in result.tidy_rows(spec.name, seed):
                 rows.append({**row, "dataset": cell.dataset_label})
-    write_csv_atomic(store.results_csv, TIDY_COLUMNS, rows)
+    store.write_results(TIDY_COLUMNS, rows)
     return len(rows)
 
 

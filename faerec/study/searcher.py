@@ -32,6 +32,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from faerec.study.space import SearchSpace, build_sampler
 from faerec.study.store import count_trials
+from faerec.study.store import open_storage as open_storage  # re-export: older imports
 from faerec.study.trainable import (
     EPOCHS_KEY,
     ERROR_KEY,
@@ -274,12 +275,3 @@ def fail_stale_trials(
 def count_done(trials: Sequence[optuna.trial.FrozenTrial]) -> int:
     """Trials that count towards the target (:func:`faerec.study.store.count_trials`)."""
     return count_trials(trials).done
-
-
-def open_storage(url: str, journal_path: str) -> optuna.storages.BaseStorage:
-    """The Optuna storage of a cell: an RDB URL when the spec names one, else the journal file."""
-    if url:
-        return optuna.storages.RDBStorage(url)
-    from optuna.storages.journal import JournalFileBackend
-
-    return optuna.storages.JournalStorage(JournalFileBackend(journal_path))

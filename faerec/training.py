@@ -1,7 +1,8 @@
 """One training run: data, model, epochs, validation, early stopping, checkpoints, test.
 
 :func:`run_trial` is the single entry point that ``faerec-study train``, a Ray Tune trial and a
-plain Optuna objective all call (spec 1.4, 1.9, 2.3-2.5). It knows nothing of Ray or Optuna:
+plain Optuna objective all call (docs/method.md §Training objective). It knows nothing of Ray
+or Optuna:
 they observe and steer a run through the ``on_epoch`` hook and resume it through
 ``checkpoint_dir``.
 
@@ -41,6 +42,7 @@ from faerec.errors import ConfigError, TrainingError
 from faerec.evaluation import EvaluationOutput, evaluate
 from faerec.models.base import SequentialRecommender, TrainBatch
 from faerec.results import EpochReport, GroupMetrics, RunResult
+from faerec.run_progress import RunProgress
 
 __all__ = [
     "BEST_MODEL_FILE",
@@ -576,12 +578,14 @@ def _run_trial(
 
     stop_reason = state.finished or "max_epochs"
     epoch = state.next_epoch - 1
+    bar = _progress_bar(progress, state, max_epochs, len(split.train), config)
     if state.finished is None:
         for epoch in range(state.next_epoch, max_epochs):
             epoch_started = time.perf_counter()
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            bar = _progress_bar(progress, epoch, max_epochs, len(split.train), config)
+            if bar is not None:
+                bar.start_epoch(epoch)
             try:
                 loss, parts, weights = train_one_epoch(
                     model, optimizer, split.train, sampler, rng, epoch, config, device, bar
@@ -591,10 +595,11 @@ def _run_trial(
                 if _validates_at(epoch, config) or must_validate:
                     valid = validate_now(epoch)
                 if bar is not None:
-                    bar.set_postfix_str(_postfix(loss, valid, state, metric), refresh=True)
-            finally:
+                    bar.end_epoch(loss, valid, state.best_value, state.best_epoch)
+            except BaseException:
                 if bar is not None:
                     bar.close()
+                raise
             state.next_epoch = epoch + 1
             _release_free_memory()
             if valid is not None and state.bad_validations >= config.train.patience:
@@ -625,6 +630,8 @@ def _run_trial(
                 stop_reason = "hook"
                 break
 
+    if bar is not None:
+        bar.close()
     if state.best_state is None:
         # stopped (by the hook) before any validation: the final weights are the only candidate
         validate_now(max(epoch, 0))
@@ -685,29 +692,11 @@ def _run_trial(
 # --- progress display ---------------------------------------------------------------------------
 
 
-def _progress_bar(enabled: bool, epoch: int, max_epochs: int, rows: int, config: RunConfig) -> Any:
+def _progress_bar(
+    enabled: bool, state: _TrainingState, max_epochs: int, rows: int, config: RunConfig
+) -> RunProgress | None:
+    """One display for the whole run (faerec.run_progress), from the epoch it resumes at."""
     if not enabled:
         return None
-    from tqdm import tqdm
-
     batches = -(-rows // config.train.batch_size)
-    width = len(str(max_epochs))
-    return tqdm(
-        total=batches,
-        desc=f"epoch {epoch + 1:>{width}}/{max_epochs}",
-        unit="batch",
-        leave=True,
-        dynamic_ncols=True,
-        file=sys.stderr,
-    )
-
-
-def _postfix(
-    loss: float, valid: dict[str, float] | None, state: _TrainingState, metric: str
-) -> str:
-    text = f"loss={loss:.4f}"
-    if valid is not None:
-        text += f" valid {metric}={valid[metric]:.4f}"
-    if state.best_value is not None:
-        text += f" (best {state.best_value:.4f} @ epoch {state.best_epoch})"
-    return text
+    return RunProgress(max_epochs, batches, state.next_epoch, config.train.select_metric)

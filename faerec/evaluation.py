@@ -1,10 +1,10 @@
 """Ranking evaluation: full ranking (official) or sampled negatives, metrics per user group.
 
-Spec 2.4-2.5. The official protocol ranks every item row for each user, with the user's
-history scored 0 (not -inf) and the padding row 0 and the extra row ``num_items + 1`` left
-rankable; ``masking="clean"`` sets all three to -inf instead. HR@K and NDCG@K (IDCG = 1, one
-answer per user) are computed from one 1-based rank per user, so every group, every cut-off
-and any paired per-user test comes from the same array.
+docs/method.md §Ranking and metrics. The official protocol ranks every item row for each
+user, with the user's history scored 0 (not -inf) and the padding row 0 and the extra row
+``num_items + 1`` left rankable; ``masking="clean"`` sets all three to -inf instead. HR@K
+and NDCG@K (IDCG = 1, one answer per user) are computed from one 1-based rank per user, so
+every group, every cut-off and any paired per-user test comes from the same array.
 
 Ties: in full mode the rank is the answer's position in ``torch.topk``, whose order among equal
 scores is unspecified, exactly as in the official code (it matters only for the official

@@ -1,5 +1,5 @@
 """Backbone encoders: shapes, padding/trimming invariance, causality, the LRU scan, the FMLP
-filter, initialisation, learning and determinism (spec 1.3, 2.7)."""
+filter, initialisation, learning and determinism (docs/method.md §Backbones)."""
 
 from __future__ import annotations
 
@@ -350,7 +350,8 @@ def test_fmlp_filter_at_identity_weight_returns_its_input() -> None:
 
 
 def test_fmlp_mixes_future_items_as_the_official_code() -> None:
-    """Documented leakage (spec 5.2 #10): an earlier state changes when a later item does."""
+    """Documented leakage (docs/method.md §Backbones): an earlier state changes when a later
+    item does."""
     backbone = make_backbone("fmlprec").eval()
     ids = left_padded_ids([10])
     changed = ids.clone()

@@ -1,4 +1,4 @@
-"""The next-item BCE loss of spec 1.4, against values computed by hand."""
+"""The next-item BCE loss (docs/method.md §Recommendation loss) against values computed by hand."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Popularity groups (spec 1.7, 2.5, 2.6): the official Beauty golden and a hand-computed toy."""
+"""Popularity groups (docs/method.md §Head and tail): the official Beauty golden and a
+hand-computed toy."""
 
 from __future__ import annotations
 

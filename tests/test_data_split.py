@@ -1,4 +1,5 @@
-"""The leave-one-out split (spec 2.3) against the official golden rows and hand-built cases."""
+"""The leave-one-out split (docs/method.md §Split) against the official golden rows and
+hand-built cases."""
 
 from __future__ import annotations
 

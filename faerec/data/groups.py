@@ -1,4 +1,4 @@
-"""Item popularity, head/tail groups and popularity buckets (spec 1.7, 2.5, 2.6).
+"""Item popularity, head/tail groups and popularity buckets (docs/method.md §Head and tail).
 
 Official behaviour (``ht_process.classify_head_and_tail``): item counts over the full sequences,
 valid and test items included; the top floor(head_ratio * |I|) items by count are head items,

@@ -1,6 +1,6 @@
 """Raw Amazon-2014 and Yelp dumps -> the generic dataset format, as the official code does it.
 
-The official ``Preprosessing/data_process.py`` (spec 2.1):
+The official ``Preprosessing/data_process.py`` (docs/data-format.md):
 
 * keeps interactions with rating > 0 (so all of them), and for Yelp the reviews whose date string
   lies in [date_from 00:00:00, date_to 00:00:00] (string comparison, as the official bounds are
@@ -161,7 +161,8 @@ def preprocess_yelp(
 def _filter_and_number(
     interactions: list[Interaction], user_core: int, item_core: int, reviews: Path
 ) -> tuple[list[list[int]], list[str]]:
-    """Single-pass core filter, chronological order, ids by first appearance (spec 2.1)."""
+    """Single-pass core filter, chronological order, ids by first appearance
+    (docs/data-format.md)."""
     user_count: dict[str, int] = {}
     item_count: dict[str, int] = {}
     for user, item, _ in interactions:

@@ -1,4 +1,5 @@
-"""The leave-one-out split of spec 2.3, exactly as the official ``SASRecDataset`` builds it.
+"""The leave-one-out split (docs/method.md §Split), exactly as the official ``SASRecDataset``
+builds it.
 
 For a user with n >= 4 items: train = items[:-3] -> items[1:-2], valid = items[:-2] -> items[-2],
 test = items[:-1] -> items[-1]. Short users follow the official ``filter_user``: n = 1 is unused,
@@ -17,7 +18,7 @@ from faerec.errors import DataError
 
 
 def leave_one_out(data: InteractionData, max_len: int = 50) -> LeaveOneOutSplit:
-    """Split every user's sequence into its train, valid and test rows (spec 2.3)."""
+    """Split every user's sequence into its train, valid and test rows (docs/method.md §Split)."""
     if max_len < 1:
         raise DataError(f"max_len must be a positive integer, got {max_len}")
     lengths = np.fromiter((len(s) for s in data.sequences), dtype=np.int64, count=data.num_users)

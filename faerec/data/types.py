@@ -63,7 +63,8 @@ class SplitPart:
 
 @dataclass(frozen=True)
 class LeaveOneOutSplit:
-    """The leave-one-out split of spec 2.3 plus what evaluation needs to mask history."""
+    """The leave-one-out split (docs/method.md §Split) plus what evaluation needs to mask
+    history."""
 
     train: SplitPart
     valid: SplitPart
@@ -76,13 +77,13 @@ class LeaveOneOutSplit:
 
 @dataclass(frozen=True)
 class PopularityGroups:
-    """Item and user groups of spec 2.5-2.6, arrays indexed by item id (size num_items + 2)."""
+    """Item and user groups (docs/method.md §Head and tail), indexed by item id (num_items + 2)."""
 
     item_counts: np.ndarray  # counts from the configured popularity source
     is_head_item: np.ndarray  # bool
     bucket_of_item: np.ndarray  # int, index into bucket_labels (-1 for never-seen ids)
     bucket_labels: list[str]
     is_head_user: np.ndarray  # bool, indexed by dataset row
-    train_popularity: np.ndarray  # counts over seq[:-2] per item, never-seen items = 1 (spec 1.7)
+    train_popularity: np.ndarray  # counts over seq[:-2] per item, never-seen items = 1
     head_ratio: float = 0.2  # the share of items (and users) that are head
     source: str = "full"  # what item_counts counted: 'full' sequences or 'train' (seq[:-2])

@@ -1,8 +1,10 @@
 """The two alignment losses of FAERec between the ID view and the LLM view of items.
 
-* :func:`item_infonce` aligns whole items (spec 1.6): each ID vector must pick out the LLM vector
+* :func:`item_infonce` aligns whole items (docs/method.md §Item-level alignment):
+  each ID vector must pick out the LLM vector
   of the same item among the batch's items.
-* :func:`barlow_twins` / :func:`split_barlow_twins` align feature dimensions (spec 1.7): the
+* :func:`barlow_twins` / :func:`split_barlow_twins` align feature dimensions
+  (docs/method.md §Feature-level alignment): the
   cross-correlation of the two views should be the identity, computed separately for popular
   and unpopular items so that head items do not dominate the statistics.
 
@@ -24,7 +26,8 @@ STD_EPSILON = 1e-5
 
 
 def item_infonce(id_emb: Tensor, llm_emb: Tensor, item_ids: Tensor, tau: float) -> Tensor:
-    """One-directional InfoNCE from ID anchors to LLM candidates (spec 1.6).
+    """One-directional InfoNCE from ID anchors to LLM candidates
+    (docs/method.md §Item-level alignment).
 
     ``id_emb`` and ``llm_emb`` are [N, d] (row n = one occurrence of item ``item_ids[n]``).
     Other occurrences of the same item are not negatives, so their logits are masked out; the
@@ -118,7 +121,9 @@ def _standardise(features: Tensor) -> Tensor:
 
 
 def barlow_twins(a: Tensor, b: Tensor, gamma: float) -> Tensor:
-    """Barlow-Twins loss of two [N, d] views (spec 1.7, one group; needs N >= 2).
+    """Barlow-Twins loss of two [N, d] views (one group; needs N >= 2).
+
+    docs/method.md §Feature-level alignment.
 
     ``C = â^T b̂ / N``; the loss is ``sum_i (1 - C_ii)^2 + gamma * sum_{i != j} C_ij^2``.
     """
@@ -134,7 +139,8 @@ def barlow_twins(a: Tensor, b: Tensor, gamma: float) -> Tensor:
 
 
 def split_barlow_twins(a: Tensor, b: Tensor, popularity: Tensor, gamma: float) -> Tensor:
-    """Barlow-Twins summed over the high- and low-popularity rows of the batch (spec 1.7).
+    """Barlow-Twins summed over the high- and low-popularity rows of the batch
+    (docs/method.md §Feature-level alignment).
 
     The split is the batch median of ``popularity`` (duplicates included; ``torch.median``
     takes the lower middle value), high = ``popularity >= median``. A group with fewer than two

@@ -153,7 +153,8 @@ class SequentialRecommender(nn.Module, ABC):
 def bce_next_item_loss(
     states: Tensor, item_table: Tensor, target_pos: Tensor, target_neg: Tensor
 ) -> Tensor:
-    """Spec 1.4: BCE of positive vs one negative per real position, on ``item_table`` rows.
+    """BCE of positive vs one negative per real position, on ``item_table`` rows
+    (docs/method.md §Recommendation loss).
 
     ``states`` [B, T, d]; targets [B, T] aligned with states (0 = no target there).
     """
@@ -169,7 +170,8 @@ def bce_next_item_loss(
 
 
 class PlainRecommender(SequentialRecommender):
-    """The plain ID backbone: trained and scored on its own item table (spec 2.7)."""
+    """The plain ID backbone: trained and scored on its own item table
+    (docs/method.md §Scoring tables)."""
 
     def input_embeddings(self, item_ids: Tensor, positions: Tensor) -> Tensor:
         return self.backbone.embed(item_ids, positions)

@@ -3,12 +3,13 @@
 ``curriculum_weights(config, epoch)`` returns ``(w_item, w_feat)``, constant within an epoch,
 with ``w_item + w_feat = 1`` for every schedule:
 
-* ``cosine`` (official, spec 1.8): periodic; starts with pure item-level alignment, moves weight
-  to the feature level until mid-period and back, every ``period`` epochs.
+* ``cosine`` (official, docs/method.md §Curriculum): periodic; starts with pure item-level
+  alignment, moves weight to the feature level until mid-period and back, every ``period`` epochs.
 * ``linear`` (this project's own, not in the official code): a monotone ramp of ``w_item`` from
   ``w_max`` down to ``w_min`` over ``ramp_epochs`` epochs after the warm-up, then held at
   ``w_min``. It follows the abstract's "avoid premature optimisation of the feature-level
-  objective" with no periodic return, so a study can compare schedule shapes (spec 5.2 #5).
+  objective" with no periodic return, so a study can compare schedule shapes
+  (docs/method.md §Curriculum).
 * ``constant`` (the no-curriculum ablation): ``(constant_item_weight, 1 - constant_item_weight)``.
 
 In every schedule the warm-up epochs (``epoch < warmup``) give ``(1, 0)``; the constant
@@ -26,7 +27,8 @@ from faerec.errors import ConfigError
 
 
 def cosine_item_weight(epoch: int, w_min: float, w_max: float, period: int, warmup: int) -> float:
-    """Spec 1.8: ``(w_max - w_min) * (1 + cos(2 pi (e - W) / P)) / 2 + w_min`` after warm-up."""
+    """``(w_max - w_min) * (1 + cos(2 pi (e - W) / P)) / 2 + w_min`` after warm-up
+    (docs/method.md §Curriculum)."""
     if epoch < warmup:
         return 1.0
     phase = (1.0 + math.cos(2.0 * math.pi * (epoch - warmup) / period)) / 2.0

@@ -2,7 +2,7 @@
 
 The wrapper talks to the backbone through the :class:`~faerec.models.base.Backbone` contract
 only (its item table, position embeddings, input dropout, width and ``encode``), so the same
-code serves every encoder. What it adds (spec 1.1-1.9):
+code serves every encoder. What it adds (docs/method.md §Model):
 
 * a frozen LLM item table (a buffer, never a parameter) and a trainable adapter (``Mapper``);
 * PCA initialisation of the ID table from the LLM table;
@@ -99,7 +99,8 @@ def padded_llm_table(llm_table: np.ndarray | Tensor, num_items: int) -> Tensor:
 
 
 def padded_popularity(popularity: np.ndarray | Tensor, num_items: int) -> Tensor:
-    """Per-item training popularity -> float32 [num_items + 2] (missing ids count 1, spec 1.7)."""
+    """Per-item training popularity -> float32 [num_items + 2] (missing ids count 1,
+    docs/method.md §Feature-level alignment)."""
     counts = torch.as_tensor(np.asarray(popularity), dtype=torch.float32).flatten()
     if counts.shape[0] not in (num_items + 1, num_items + 2):
         raise ConfigError(
@@ -185,7 +186,8 @@ class FAERecRecommender(SequentialRecommender):
         return self.adapter.project(features[inverse])
 
     def input_embeddings(self, item_ids: Tensor, positions: Tensor) -> Tensor:
-        """Spec 1.2: LN(g * x_id + (1 - g) * x_llm), both views with position and dropout.
+        """LN(g * x_id + (1 - g) * x_llm), both views with position and dropout
+        (docs/method.md §Model).
 
         A backbone that supports trimming never reads its inputs at padding positions (its
         real states do not depend on the padding), so for it the fusion runs on the real
@@ -236,7 +238,8 @@ class FAERecRecommender(SequentialRecommender):
         return item_loss, feature_loss
 
     def calculate_loss(self, batch: TrainBatch, epoch: int) -> LossTerms:
-        """Spec 1.9: L_rec + lambda * (w_item * L_item + w_feat * L_feat)."""
+        """L_rec + lambda * (w_item * L_item + w_feat * L_feat)
+        (docs/method.md §Training objective)."""
         states, ids = self.sequence_states(batch.input_ids)
         width = ids.shape[1]
         rec_loss = bce_next_item_loss(
@@ -261,7 +264,7 @@ class FAERecRecommender(SequentialRecommender):
         )
 
     def scoring_table(self) -> Tensor:
-        """Spec 1.5: the item table of evaluation, by ``faerec.scoring``."""
+        """docs/method.md §Scoring tables: the item table of evaluation, by ``faerec.scoring``."""
         id_table = self.id_table.weight
         if self.config.scoring == "id":
             return id_table

@@ -12,7 +12,8 @@ finished trials:
   reseeded by the number of trials so far (no configuration is proposed twice).
 
 ``tune/experiments.json`` records which experiments finished. Ctrl-C and SIGTERM both become
-Tune's graceful stop (SIGUSR1, notes P8/P9); the driver notices them itself and ends with
+Tune's graceful stop (SIGUSR1, docs/ray-tune-notes.md §Signals); the driver notices them itself
+and ends with
 :class:`StudyInterrupted` (exit code 3). The driver reaches training only through
 :mod:`faerec.study.trainable` and :mod:`faerec.study.final`, which call ``run_trial``.
 """
@@ -55,7 +56,8 @@ from faerec.study.store import (
 )
 from faerec.study.trainable import CELL_KEY, VALID_PREFIX, objective_keys
 
-#: Ray and Tune settings for a quiet, local, resumable run (ray-tune-optuna notes, section 2)
+#: Ray and Tune settings for a quiet, local, resumable run
+#: (docs/ray-tune-notes.md §Quiet local settings)
 QUIET_RAY_ENVIRONMENT = {
     "RAY_AUTH_MODE": "disabled",
     "RAY_USAGE_STATS_ENABLED": "0",
@@ -97,8 +99,8 @@ class InterruptGuard:
     """Turns SIGINT and SIGTERM into Tune's graceful stop and remembers that it happened.
 
     Tune stops a running ``fit()`` cleanly on SIGUSR1 (it saves the experiment state); SIGTERM
-    would otherwise abort the process through Ray's handler (notes P8). A second signal raises
-    KeyboardInterrupt, for a user who really wants out now.
+    would otherwise abort the process through Ray's handler (docs/ray-tune-notes.md §Signals).
+    A second signal raises KeyboardInterrupt, for a user who really wants out now.
     """
 
     def __init__(self) -> None:
@@ -573,7 +575,7 @@ class StudyRunner:
 
     def trial_resources(self) -> dict[str, float]:
         """CPUs as asked; GPUs only where the cluster has some (a GPU request on a CPU-only
-        machine would leave the trial pending forever, notes P12)."""
+        machine would leave the trial pending forever, docs/ray-tune-notes.md §Resources)."""
         has_gpu = self.ray.resources().get("GPU", 0.0) > 0
         return {
             "cpu": self.spec.resources.cpus_per_trial,

@@ -1,4 +1,4 @@
-"""Ray Tune's OptunaSearch, made to keep an honest Optuna study (ray-tune-optuna notes, section 4).
+"""Ray Tune's OptunaSearch, made to keep an honest Optuna study (docs/ray-tune-notes.md §Searcher).
 
 Stock ``OptunaSearch`` records a trial that the scheduler stopped early as COMPLETE with its
 early value, which misleads TPE; crashes on a trial id it does not know (after a restore); and

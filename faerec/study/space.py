@@ -192,7 +192,7 @@ def build_sampler(kind: str, seed: int, space: SearchSpace | None = None) -> Any
 
     Callers pass ``seed = search.seed + len(existing trials)`` whenever they build a fresh sampler
     for an existing study: a sampler restarted with the same seed would propose the configurations
-    it already proposed (ray-tune-optuna notes, P10).
+    it already proposed (docs/ray-tune-notes.md §Seeded sampler on resume).
     """
     import optuna
 

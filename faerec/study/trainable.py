@@ -117,7 +117,8 @@ def train_trial(config: dict[str, Any]) -> None:
     params = {k: v for k, v in config.items() if k not in (CELL_KEY, TRIAL_NUMBER_KEY)}
     assigned = ray.get_runtime_context().get_assigned_resources()
     overrides = {**cell["overrides"], **params}
-    # Two trials with two threads each on two cores run 3x slower than one thread each (notes 6).
+    # Two trials with two threads each on two cores run 3x slower than one thread each
+    # (docs/ray-tune-notes.md §Threads per trial).
     overrides.setdefault("train.num_threads", max(1, int(assigned.get("CPU", 1))))
     overrides.setdefault("train.device", "auto" if assigned.get("GPU", 0) > 0 else "cpu")
 

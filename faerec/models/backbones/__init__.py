@@ -1,7 +1,7 @@
 """The backbone encoders and the registry that builds one from a :class:`ModelConfig`.
 
 Every backbone implements :class:`faerec.models.base.Backbone`: SASRec, FMLP-Rec and LRURec as
-in the official FAERec code (spec 1.3), GRU4Rec as this project's addition.
+in the official FAERec code (docs/method.md §Backbones), GRU4Rec as this project's addition.
 """
 
 from __future__ import annotations

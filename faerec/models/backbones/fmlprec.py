@@ -1,9 +1,9 @@
 """FMLP-Rec: the SASRec encoder with each attention sub-layer replaced by a learnable
-frequency-domain filter (Zhou et al. 2022; spec 1.3).
+frequency-domain filter (Zhou et al. 2022; docs/method.md §Backbones).
 
 Each filter layer is ``LN(x + Drop(irfft(rfft(x) * W)))`` over the sequence dimension, with a
 learnable complex weight W of shape (1, L//2 + 1, d). Two properties are inherited from the
-official code and kept for parity (spec 5.2 #10):
+official code and kept for parity (docs/method.md §Backbones):
 
 * **No mask.** The FFT mixes all positions, so during training the state at position t sees
   items after t (future leakage), and real states depend on the padding inputs. Evaluation is

@@ -1,4 +1,5 @@
-"""LRURec: linear recurrent units for sequential recommendation (Yue et al. 2024; spec 1.3).
+"""LRURec: linear recurrent units for sequential recommendation (Yue et al. 2024;
+docs/method.md §Backbones).
 
 Each block is an LRU layer followed by the point-wise FFN. The LRU layer runs a complex
 diagonal linear recurrence over a state of width N = 2d,

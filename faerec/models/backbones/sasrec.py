@@ -1,4 +1,5 @@
-"""SASRec: a stack of post-LN Transformer blocks with causal self-attention (spec 1.3).
+"""SASRec: a stack of post-LN Transformer blocks with causal self-attention
+(docs/method.md §Backbones).
 
 Each block is ``LN(x + Drop(Dense(MHA(x))))`` followed by the point-wise FFN, as in the
 official ``Encoder``. The attention mask is the official additive one: 0 where a query may look

@@ -7,6 +7,7 @@ import io
 import re
 
 from faerec.run_progress import RunProgress, format_seconds
+from faerec.study.progress import ProgressView
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 
@@ -57,3 +58,34 @@ def test_a_resumed_run_counts_from_the_epoch_it_resumes_at() -> None:
 
 def test_durations_read_as_seconds_minutes_or_hours() -> None:
     assert [format_seconds(s) for s in (42, 185, 7800)] == ["42s", "3m05s", "2h10m"]
+
+
+# --- the study's view: one line per running trial ------------------------------------------------
+
+
+def test_study_view_logs_each_trial_epoch_with_a_timestamp() -> None:
+    stream = io.StringIO()
+    view = ProgressView(stream=stream, tty=False)
+    view.trial_epoch("beauty__sasrec__faerec", 3, 0, 50, "ndcg@20", None)
+    view.trial_epoch("beauty__sasrec__faerec", 3, 1, 50, "ndcg@20", 0.0312)
+    lines = stream.getvalue().splitlines()
+    assert re.match(rf"^{STAMP} beauty__sasrec__faerec trial 3  epoch  1/50  \S+  ETA ", lines[0])
+    assert "epoch  2/50  valid ndcg@20 0.0312" in lines[1] and "at most" in lines[1]
+
+
+def test_study_view_draws_running_trials_under_their_cell_until_they_end() -> None:
+    stream = io.StringIO()
+    view = ProgressView(stream=stream, interval=0.0, tty=True)
+    try:
+        view.update("c1", stage="search", target=4, running=1)
+        view.trial_epoch("c1", 0, 4, 10, "ndcg@20", 0.02)
+        block = stream.getvalue().split("\x1b[J")[-1].splitlines()
+        assert (
+            block[0].startswith("c1") and "trial 0  epoch  5/10  valid ndcg@20 0.0200" in block[1]
+        )
+        view.trial_done("c1", 0)
+        view.update("c1", running=0)
+        block = stream.getvalue().split("\x1b[J")[-1].splitlines()
+        assert len(block) == 1 and "trial 0" not in block[0]
+    finally:
+        view.close()

@@ -1,8 +1,13 @@
-"""A live, plain-text view of a running study: one line per cell.
+"""A live, plain-text view of a running study: one line per cell, one per running trial.
 
 On a terminal the block of lines is redrawn in place at most every ``interval`` seconds (a small
 ticker thread keeps the ETA moving between events). Anywhere else (a log file, CI) a cell's line
-is printed again only when something in it changed, never on a timer, so logs stay short.
+is printed again only when something in it changed, never on a timer, so logs stay short; a
+running trial prints one line per epoch there, with a UTC timestamp.
+
+A trial's line shows its cell, number, epoch (counted from 1) out of ``train.max_epochs``, its
+latest validation score, its time so far, and the time left to ``max_epochs`` estimated from the
+mean of its epochs so far (an upper bound: early stopping or the scheduler may stop it sooner).
 """
 
 from __future__ import annotations
@@ -11,9 +16,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from faerec.run_progress import format_seconds
+from faerec.run_progress import format_seconds, timestamp
+
+if TYPE_CHECKING:
+    from faerec.study.spec import Cell, StudySpec
 
 
 @dataclass
@@ -63,6 +71,35 @@ class CellProgress:
             self.eta_at = eta
 
 
+@dataclass
+class TrialProgress:
+    """One running trial of a cell."""
+
+    cell_id: str
+    number: int
+    max_epochs: int
+    metric: str
+    started: float  # time.monotonic() at its first report
+    epochs_done: int = 0  # epochs reported by this driver (a resumed trial starts later)
+    epoch: int = 0  # 0-based index of the last finished epoch
+    value: float | None = None
+
+    def text(self, now: float) -> str:
+        elapsed = now - self.started
+        width = len(str(self.max_epochs))
+        parts = [
+            f"  {self.cell_id} trial {self.number}",
+            f"epoch {self.epoch + 1:>{width}}/{self.max_epochs}",
+        ]
+        if self.value is not None:
+            parts.append(f"valid {self.metric} {self.value:.4f}")
+        parts.append(format_seconds(elapsed))
+        left = self.max_epochs - self.epoch - 1
+        if self.epochs_done and left > 0:
+            parts.append(f"ETA {format_seconds(elapsed / self.epochs_done * left)} at most")
+        return "  ".join(parts)
+
+
 class ProgressView:
     """Per-cell progress lines on ``stream`` (a terminal gets an in-place redrawn block)."""
 
@@ -73,6 +110,7 @@ class ProgressView:
         self.interval = interval
         self.tty = self.stream.isatty() if tty is None else tty
         self.cells: dict[str, CellProgress] = {}
+        self.trials: dict[tuple[str, int], TrialProgress] = {}
         self._lock = threading.RLock()
         self._printed_keys: dict[str, str] = {}
         self._drawn_lines = 0
@@ -103,6 +141,39 @@ class ProgressView:
                 if self._printed_keys.get(cell_id) != key:
                     self._printed_keys[cell_id] = key
                     self._write(cell.text(self._width(), time.monotonic()) + "\n")
+
+    def trial_epoch(
+        self,
+        cell_id: str,
+        number: int,
+        epoch: int,
+        max_epochs: int,
+        metric: str,
+        value: float | None,
+    ) -> None:
+        """A trial finished ``epoch`` (0-based); ``value`` is its validation score, if any."""
+        with self._lock:
+            now = time.monotonic()
+            trial = self.trials.get((cell_id, number))
+            if trial is None:
+                trial = TrialProgress(cell_id, number, max_epochs, metric, started=now)
+                self.trials[(cell_id, number)] = trial
+            trial.epoch = epoch
+            trial.epochs_done += 1
+            if value is not None:
+                trial.value = value
+            if self.tty:
+                self._dirty = True
+                if now - self._last_draw >= self.interval:
+                    self._draw()
+            else:
+                self._write(f"{timestamp()} {trial.text(now).strip()}\n")
+
+    def trial_done(self, cell_id: str, number: int) -> None:
+        """The trial ended (complete, pruned or failed): its line goes."""
+        with self._lock:
+            if self.trials.pop((cell_id, number), None) is not None and self.tty:
+                self._dirty = True
 
     def message(self, text: str) -> None:
         """A line of its own (above the live block on a terminal)."""
@@ -141,7 +212,10 @@ class ProgressView:
 
     def _draw(self) -> None:
         now = time.monotonic()
-        lines = [c.text(self._width(), now) for c in self.cells.values()]
+        lines = []
+        for cell in self.cells.values():
+            lines.append(cell.text(self._width(), now))
+            lines += [t.text(now) for t in self.trials.values() if t.cell_id == cell.cell_id]
         self._erase()
         self._write("".join(line + "\n" for line in lines))
         self._drawn_lines = len(lines)
@@ -154,3 +228,19 @@ class ProgressView:
             self.stream.flush()
         except (OSError, ValueError):  # a closed pipe must not stop the study
             pass
+
+
+def show_trial_epoch(
+    progress: ProgressView, spec: StudySpec, cell: Cell, number: int, result: dict[str, Any]
+) -> None:
+    """Hand one epoch report of a trial (the trainable's result dict) to the view."""
+    metric = spec.search.objectives[0].name
+    value = result.get(f"valid/{metric}")
+    progress.trial_epoch(
+        cell.cell_id,
+        number,
+        int(result["epoch"]),
+        spec.cell_config(cell).train.max_epochs,
+        metric,
+        float(value) if isinstance(value, (int, float)) else None,
+    )

@@ -310,6 +310,17 @@ def test_bf16_autocast_runs_on_cpu_with_close_metrics(
         assert ours.valid["ndcg@20"] == pytest.approx(reference.valid["ndcg@20"], abs=5e-3)
 
 
+def test_bf16_autocast_trains_faerec_on_cpu() -> None:
+    # FAERec's fused InfoNCE runs in float32 inside autocast; its backward must accept that
+    runs = [
+        run_trial(tiny_config({"train.max_epochs": 1, **p}, "faerec"), evaluate_test=False)
+        for p in ({}, {"train.precision": "bf16"})
+    ]
+    fp32, bf16 = (run.history[0] for run in runs)
+    assert bf16.loss == pytest.approx(fp32.loss, rel=1e-2)
+    assert bf16.loss_parts.keys() == fp32.loss_parts.keys()
+
+
 def test_unknown_precision_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"^train\.precision: expected one of fp32, "):
         tiny_config({"train.precision": "fp16"})

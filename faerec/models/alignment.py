@@ -78,6 +78,14 @@ class _OtherItemsLogSumExp(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, anchors: Tensor, candidates: Tensor, inverse: Tensor) -> Tensor:
+        # float32 under autocast too: backward runs outside autocast and must see one dtype
+        # (bf16 logits would also make the log-sum-exp coarse); autograd casts the gradients
+        # back to the inputs' dtypes
+        with torch.autocast(anchors.device.type, enabled=False):
+            return _OtherItemsLogSumExp._forward(ctx, anchors.float(), candidates.float(), inverse)
+
+    @staticmethod
+    def _forward(ctx: Any, anchors: Tensor, candidates: Tensor, inverse: Tensor) -> Tensor:
         weights = anchors @ candidates.T  # [U, N] logits, turned into weights in place
         columns = torch.arange(candidates.shape[0], device=inverse.device)
         # Each column m holds exactly one same-item entry, (inverse[m], m). A finite floor

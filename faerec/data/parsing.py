@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -151,12 +152,15 @@ def loads_json(text: str) -> Any:
     """``json.loads`` that refuses NaN/Infinity, numbers that overflow, repeated keys and
     nesting too deep to parse; raises :class:`JSONProblem` (with the line when known)."""
     try:
-        return json.loads(
+        value = json.loads(
             text,
             parse_constant=_refuse_constant,
             parse_float=_finite_float,
             object_pairs_hook=_unique_keys,
         )
+        if "\\u" in text:
+            check_encodable(value)
+        return value
     except JSONProblem:
         raise
     except json.JSONDecodeError as error:
@@ -165,6 +169,17 @@ def loads_json(text: str) -> Any:
         raise JSONProblem("invalid JSON (nested too deeply)") from None
     except ValueError as error:  # e.g. an integer of more than 4300 digits
         raise JSONProblem(f"invalid JSON ({str(error).split(';')[0]})") from None
+
+
+def check_encodable(value: Any) -> None:
+    """Refuse lone surrogates (a ``\\ud800`` escape without its pair): such text cannot be
+    written as UTF-8, so it would crash the first write or hash instead of failing here."""
+    try:
+        json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError:
+        raise JSONProblem(
+            "a \\ud800-\\udfff escape without its surrogate pair (not valid Unicode text)"
+        ) from None
 
 
 # --------------------------------------------------------------------------- .npy matrices
@@ -195,7 +210,7 @@ def read_item_matrix(path: Path, num_items: int, *, named_by: str = "") -> np.nd
         raise refuse("empty file (0 bytes); expected a .npy matrix")
     try:
         loaded = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise refuse(f"not a readable .npy matrix ({reason}); save it with numpy.save") from None
     if not isinstance(loaded, np.ndarray):  # a .npz archive

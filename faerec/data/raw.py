@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from faerec.data.loaders import load_generic, write_generic_dataset
-from faerec.data.parsing import JSONProblem, decode_line, loads_json, number_value, show
+from faerec.data.parsing import (
+    JSONProblem,
+    check_encodable,
+    decode_line,
+    loads_json,
+    number_value,
+    show,
+)
 from faerec.data.types import InteractionData
 from faerec.errors import ConfigError, DataError
 
@@ -306,6 +313,11 @@ def _parse_record(line: str, path: Path, line_number: int) -> dict[str, Any]:
                 path=path,
                 line=line_number,
             ) from None
+        if "\\" in line:  # escapes may spell lone surrogates, which cannot be written out
+            try:
+                check_encodable(record)
+            except JSONProblem as problem:
+                raise DataError(str(problem), path=path, line=line_number) from None
     if not isinstance(record, dict):
         raise DataError(
             f"expected a JSON object (one record per line), got {type(record).__name__}",

@@ -23,7 +23,7 @@ import optuna
 from faerec.atomic import write_json_atomic
 from faerec.config import resolve_config
 from faerec.results import EpochReport, GroupMetrics, RunResult
-from faerec.study.store import CellStore, StudyStore
+from faerec.study.store import CellStore, StudyStore, optuna_study_name
 
 KS = (5, 10, 20)
 BUCKETS = ((1, 4, "1-4"), (5, 9, "5-9"), (10, 19, "10-19"), (20, 49, "20-49"), (50, 10**9, "50+"))
@@ -211,14 +211,20 @@ def tiny_run_result(seed: int = 2024) -> RunResult:
 
 
 def _write_search(
-    cell: CellStore, cell_id: str, method: str, n_trials: int, objectives: tuple[str, ...]
+    cell: CellStore,
+    study_name: str,
+    method: str,
+    n_trials: int,
+    objectives: tuple[str, ...],
+    storage_url: str = "",
 ) -> dict[str, Any]:
-    """A real Optuna study in the cell's journal plus trials.csv / epochs.csv / best.json rows."""
+    """A real Optuna study in the cell's journal (or the database) plus trials.csv / epochs.csv
+    / best.json rows."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    storage = cell.open_storage()
+    storage = cell.open_storage(storage_url)
     directions = [optuna.study.StudyDirection.MAXIMIZE] * len(objectives)
     study = optuna.create_study(
-        study_name=cell_id,
+        study_name=optuna_study_name(study_name, cell.cell_id, storage_url),
         storage=storage,
         directions=directions,
         sampler=optuna.samplers.TPESampler(seed=3),
@@ -302,11 +308,13 @@ def make_study_store(
     extra_best_params: dict[str, dict[str, Any]] | None = None,
     real: bool = False,
     method_overrides: dict[str, dict[str, Any]] | None = None,
+    storage_url: str = "",
 ) -> Path:
     """Write ``studies_dir/<name>/`` as the study engine would after a finished run.
 
     With ``real`` the final seeds are the recorded real runs (ml-100k, SASRec, the methods and
-    seeds of REAL_METHODS / REAL_SEEDS); otherwise they are simulated.
+    seeds of REAL_METHODS / REAL_SEEDS); otherwise they are simulated. With ``storage_url`` the
+    searches are kept in that Optuna database (the spec's ``storage``) instead of journals.
     """
     if real:
         assert (dataset, backbone) == ("ml-100k", "sasrec"), "real runs exist for ml-100k/sasrec"
@@ -336,7 +344,7 @@ def make_study_store(
         )
         overrides: dict[str, Any] = {}
         if has_space:
-            best = _write_search(cell, cell_id, method, n_trials, objectives)
+            best = _write_search(cell, name, method, n_trials, objectives, storage_url)
             overrides = dict(best["params"])
         else:
             best = {"params": {}, "value": None, "trial": None}
@@ -368,6 +376,7 @@ def make_study_store(
                 "backbones": [backbone],
                 "methods": list(methods),
                 "final": {"seeds": len(seeds)},
+                "storage": storage_url,
             },
             "created": "2026-11-28T10:00:00+00:00",
             "updated": "2026-11-28T11:30:00+00:00",

@@ -201,6 +201,13 @@ def _run(spec: StudySpec, args: argparse.Namespace, store: StudyStore) -> int:
 def _before_work(store: StudyStore) -> None:
     """Exit 2 at once when the folder cannot be written or another driver runs the study
     (``_run`` takes the lock for real once the data are checked)."""
+    stored = store.load_study_json().get("name") if store.exists() else store.name
+    if stored != store.name:
+        raise FaerecError(
+            f"{store.study_json}: this folder holds the study {stored!r}, not {store.name!r}; "
+            f"rename it back to {stored!r} or choose another name (nothing was written)",
+            exit_code=2,
+        )
     store.check_writable()
     holder = StudyLock.holder(store.root)
     if holder is not None:

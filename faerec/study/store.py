@@ -88,6 +88,10 @@ studies/<name>/
                          #  "config": <resolved RunConfig dict of the best trial>}
     final/seed_<s>.json  # faerec.results.RunResult.to_dict() of each final-stage seed,
                          #  with test_ranks / test_user_index for paired per-user tests
+    final/reference_seed_<s>.json
+                         # a searched cell's preset configuration retrained on seed s (same
+                         #  format; final.reference in docs/study-spec.md); the report reads
+                         #  them as the method "<method>-defaults"
     final/seed_<s>.json.corrupt-<UTC time>  # a seed file that held no valid result, set aside
                          #  (the seed is run again)
 """
@@ -368,7 +372,16 @@ def open_storage(url: str, journal_path: str | Path, *, repair: bool = True) -> 
         return optuna.storages.RDBStorage(url)
     if repair:
         repair_journal(journal_path)
-    return optuna.storages.JournalStorage(JournalFileBackend(str(journal_path)))
+    try:
+        return optuna.storages.JournalStorage(JournalFileBackend(str(journal_path)))
+    except ValueError:  # Optuna met a line that is not a record (JSONDecodeError and its own)
+        _, records, _ = _intact_prefix(Path(journal_path).read_bytes())
+        raise DataError(
+            "not an Optuna journal record; the journal is damaged before its end: restore it "
+            "from a backup",
+            path=journal_path,
+            line=records + 1,
+        ) from None
 
 
 def optuna_study_name(study: str, cell_id: str, url: str) -> str:
@@ -525,7 +538,7 @@ class CellStore:
             return None
         try:
             return repair_journal(self.journal)
-        except PermissionError as error:
+        except OSError as error:  # a read-only study: Optuna still reads it, skipping the cut
             notice(f"{self.journal}: its last record is cut; cannot repair it ({error.strerror})")
             return None
 

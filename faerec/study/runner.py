@@ -49,6 +49,7 @@ from faerec.study.store import (
     CellStore,
     StudyStore,
     count_trials,
+    optuna_study_name,
     read_csv,
     read_json,
     write_json_atomic,
@@ -563,7 +564,7 @@ class StudyRunner:
 
     def study_name(self, cell: Cell) -> str:
         """cell_id in the cell's own journal; with a shared database, prefixed by the study."""
-        return f"{self.spec.name}.{cell.cell_id}" if self.spec.storage else cell.cell_id
+        return optuna_study_name(self.spec.name, cell.cell_id, self.spec.storage)
 
     def concurrency(self) -> int:
         if self.options.max_concurrent:

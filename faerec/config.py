@@ -15,12 +15,12 @@ always be traced back to the exact settings that produced it.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 from dataclasses import dataclass, field, fields
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from faerec.errors import ConfigError
+from faerec.text import did_you_mean
 
 BUNDLED_DATASETS = ("beauty", "yelp", "ml-100k")
 BACKBONES = ("sasrec", "fmlprec", "lrurec", "gru4rec")
@@ -314,9 +314,7 @@ def _type_name(hint: Any) -> str:
 
 
 def _unknown_key_message(key: str) -> str:
-    close = difflib.get_close_matches(key, all_keys(), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"unknown configuration key '{key}'{hint}"
+    return f"unknown configuration key '{key}'{did_you_mean(key, all_keys())}"
 
 
 def coerce(key: str, value: Any) -> Any:

@@ -12,6 +12,7 @@ from typing import Any
 from faerec.config import EmbeddingConfig
 from faerec.data import load_dataset
 from faerec.embeddings import prepare_item_embeddings
+from faerec.text import plural
 
 
 def register(subparsers: Any) -> None:
@@ -66,7 +67,7 @@ def run_embed(args: argparse.Namespace) -> int:
     how = {
         "cache": "found in cache",
         "computed": (
-            f"computed ({result.encoded_rows} items encoded, "
+            f"computed ({plural(result.encoded_rows, 'item')} encoded, "
             f"{result.seeded_rows} taken from the bundled matrix)"
         ),
     }[result.source]

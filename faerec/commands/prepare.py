@@ -17,6 +17,7 @@ from typing import Any
 from faerec.config import PRESET_AS
 from faerec.data.raw import preprocess_amazon, preprocess_yelp
 from faerec.data.types import InteractionData
+from faerec.text import plural
 
 #: Amazon-2014 categories the authors ran, and the preset each one takes.
 AMAZON_CATEGORY_PRESETS = {"Beauty": "beauty", "Grocery_and_Gourmet_Food": "food"}
@@ -133,8 +134,8 @@ def _prepare_yelp(args: argparse.Namespace) -> int:
 
 def _report(data: InteractionData, out: Path, preset_as: str) -> int:
     print(
-        f"wrote {out}: {data.num_users} users, {data.num_items} items, "
-        f"{data.num_interactions} interactions, preset_as {preset_as} "
+        f"wrote {out}: {plural(data.num_users, 'user')}, {plural(data.num_items, 'item')}, "
+        f"{plural(data.num_interactions, 'interaction')}, preset_as {preset_as} "
         f"(use it with --dataset {out})"
     )
     return 0

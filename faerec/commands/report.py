@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from faerec.errors import ConfigError
+from faerec.text import plural
 
 DEFAULT_STUDIES_DIR = "studies"
 DEFAULT_REPORTS_DIR = "reports"
@@ -63,9 +64,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--ks",
-        default="10,20",
+        default=None,
         metavar="LIST",
-        help="cut-offs K of the main tables (default: 10,20; the CSVs hold all)",
+        help="cut-offs K of the main tables, each measured by the studies (eval.ks) "
+        "(default: 10,20 where measured; the CSVs hold all)",
     )
     parser.add_argument(
         "--partial",
@@ -105,7 +107,7 @@ def command_line(args: argparse.Namespace) -> str:
     elif args.reports_dir != DEFAULT_REPORTS_DIR:
         parts += ["--reports-dir", args.reports_dir]
     parts += ["--format", args.format]
-    if args.ks != "10,20":
+    if args.ks is not None:
         parts += ["--ks", args.ks]
     if args.partial:
         parts.append("--partial")
@@ -116,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     from faerec.report import build_report, parse_formats
 
     formats = parse_formats(args.format)
-    ks = _parse_ks(args.ks)
+    ks = None if args.ks is None else _parse_ks(args.ks)
     studies_dir = Path(args.studies_dir)
     paths = [study_path(name, studies_dir) for name in args.names]
     if args.output:
@@ -139,5 +141,5 @@ def run(args: argparse.Namespace) -> int:
     for path in main_files:
         print(f"  {path.name}")
     if n_figures:
-        print(f"  figures/ ({n_figures} files)")
+        print(f"  figures/ ({plural(n_figures, 'file')})")
     return 0

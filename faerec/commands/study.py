@@ -17,6 +17,7 @@ from faerec.errors import FaerecError
 from faerec.study.lock import LockInfo, StudyLock, StudyLocked
 from faerec.study.spec import SpecError, StudySpec, parse_spec, spec_from_dict
 from faerec.study.store import StudyStore, count_trials, list_studies, read_csv, read_json
+from faerec.text import plural
 
 if TYPE_CHECKING:
     from faerec.data.types import InteractionData
@@ -29,7 +30,9 @@ def register(subparsers: Any) -> None:
     validate = subparsers.add_parser(
         "validate", help="check a study file; every problem as FILE:LINE (writes nothing)"
     )
-    validate.add_argument("spec", help="study YAML, e.g. search_spaces/beauty.yaml")
+    validate.add_argument(
+        "specs", nargs="+", metavar="SPEC", help="study YAML file(s); each is checked and reported"
+    )
     validate.set_defaults(handler=handle_validate)
 
     run = subparsers.add_parser("run", help="run a study: search, final seeds, report (resumable)")
@@ -95,11 +98,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _print_problems(error: SpecError) -> int:
+def _print_problems(error: SpecError, source: str = "the spec") -> int:
     for problem in error.problems:
         print(problem, file=sys.stderr)
-    count = len(error.problems)
-    print(f"faerec-study: {count} problem{'s' if count != 1 else ''} in the spec", file=sys.stderr)
+    print(f"faerec-study: {plural(len(error.problems), 'problem')} in {source}", file=sys.stderr)
     return error.exit_code
 
 
@@ -122,17 +124,33 @@ def _command_line(args: argparse.Namespace) -> str:
 
 
 def handle_validate(args: argparse.Namespace) -> int:
+    """Check every file given, even after a bad one; exit with the worst file's code."""
+    codes = []
+    for path in args.specs:
+        if len(args.specs) == 1:
+            codes.append(validate_one(path))
+            continue
+        try:
+            codes.append(validate_one(path, source=path))
+        except FaerecError as error:  # e.g. its data: report it and go on with the next file
+            print(f"faerec-study: error: {path}: {error}", file=sys.stderr)
+            codes.append(error.exit_code)
+    return max(codes)
+
+
+def validate_one(path: str, source: str = "the spec") -> int:
     try:
-        spec = parse_spec(args.spec)
+        spec = parse_spec(path)
     except SpecError as error:
-        return _print_problems(error)
+        return _print_problems(error, source)
     loaded = check_data(spec)
     print(summary(spec))
     for dataset, label in zip(spec.datasets, spec.dataset_labels, strict=True):
         data = loaded[dataset]
         print(
-            f"  data {label}: {data.num_users} users, {data.num_items} items, "
-            f"{data.num_interactions} interactions (checked)"
+            f"  data {label}: {plural(data.num_users, 'user')}, "
+            f"{plural(data.num_items, 'item')}, "
+            f"{plural(data.num_interactions, 'interaction')} (checked)"
         )
     for notice in preset_notices(spec):
         print(notice, file=sys.stderr)
@@ -155,8 +173,9 @@ def summary(spec: StudySpec) -> str:
     metrics = ", ".join(f"{o.metric} ({o.direction})" for o in spec.search.objectives)
     lines = [
         f"{spec.source}: ok",
-        f"study {spec.name}: {len(cells)} cells ({len(searched)} searched), {trials} trials, "
-        f"{len(cells) * spec.final_seeds} final runs ({spec.final_seeds} seeds per cell)",
+        f"study {spec.name}: {plural(len(cells), 'cell')} ({len(searched)} searched), "
+        f"{plural(trials, 'trial')}, {plural(len(cells) * spec.final_seeds, 'final run')} "
+        f"({plural(spec.final_seeds, 'seed')} per cell)",
         f"  search: {metrics}; sampler {spec.search.sampler}, seed {spec.search.seed}; "
         f"scheduler {spec.scheduler.type}",
     ]
@@ -167,8 +186,8 @@ def summary(spec: StudySpec) -> str:
             continue
         keys = cell.space.keys()
         lines.append(
-            f"  {cell.cell_id.ljust(width)}  {spec.trials_for(cell)} trials over {len(keys)} "
-            f"parameters: {', '.join(keys)}"
+            f"  {cell.cell_id.ljust(width)}  {plural(spec.trials_for(cell), 'trial')} over "
+            f"{plural(len(keys), 'parameter')}: {', '.join(keys)}"
         )
     for method, space in spec.search.spaces.items():
         lines.append(f"  space of {method}:")

@@ -24,6 +24,7 @@ from faerec.config import (
 )
 from faerec.errors import ConfigError
 from faerec.results import GroupMetrics, RunResult
+from faerec.text import did_you_mean, plural
 
 #: tidy-row fields that repeat the run's identity, kept once at the top of the --json file
 _IDENTITY_FIELDS = ("study", "dataset", "backbone", "method", "seed")
@@ -98,8 +99,8 @@ def _check_dataset(dataset: str) -> None:
     if dataset in BUNDLED_DATASETS or Path(dataset).exists():
         return
     raise ConfigError(
-        f"--dataset: unknown dataset {dataset!r} (bundled: {', '.join(BUNDLED_DATASETS)}; "
-        "or a path to a dataset folder)"
+        f"--dataset: unknown dataset {dataset!r}{did_you_mean(dataset, BUNDLED_DATASETS)} "
+        f"(bundled: {', '.join(BUNDLED_DATASETS)}; or a path to a dataset folder)"
     )
 
 
@@ -146,7 +147,8 @@ def print_results(result: RunResult, stream: TextIO) -> None:
     ks = list(result.config["eval"]["ks"])
     print(
         f"best epoch {result.best_epoch} (valid {result.select_metric} = {result.best_value:.4f}); "
-        f"{result.epochs_trained} epochs, stopped by {result.stop_reason}, {result.seconds:.1f} s",
+        f"{plural(result.epochs_trained, 'epoch')}, stopped by {result.stop_reason}, "
+        f"{result.seconds:.1f} s",
         file=stream,
     )
     if result.test is not None:

@@ -48,13 +48,14 @@ def build_report(
     formats: Sequence[str] = DEFAULT_FORMATS,
     command: str | None = None,
     *,
-    ks: Sequence[int] = (10, 20),
+    ks: Sequence[int] | None = None,
     allow_incomplete: bool = False,
 ) -> list[Path]:
     """Render a report of one or several studies into ``output_dir``; return the files written.
 
     Several studies (e.g. one per dataset) become one report with a summary across datasets.
-    ``ks`` are the cut-offs of the main tables (the CSVs hold all of them). A missing or
+    ``ks`` are the cut-offs of the main tables (the CSVs hold all of them); each must have been
+    measured (None: 10 and 20, those of them that were measured). A missing or
     incomplete study folder raises a DataError naming the file, unless ``allow_incomplete``,
     which leaves cells without final results out and says so in the report.
     """

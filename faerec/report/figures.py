@@ -35,6 +35,7 @@ from faerec.report.tables import (  # noqa: E402
     group_label,
     slug,
 )
+from faerec.text import plural  # noqa: E402
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 BACKBONE_COLOUR = "#8C8C8C"
@@ -133,7 +134,7 @@ def bucket_figure(table: ResultTable, metric: str = "ndcg") -> Figure | None:
     labels = []
     for column in columns:
         size = table.group_sizes.get(column.group)
-        labels.append(group_label(column.group) + (f"\n({size:,} users)" if size else ""))
+        labels.append(group_label(column.group) + (f"\n({plural(size, 'user')})" if size else ""))
     ax.set_xticks(x, labels)
     ax.set_xlabel("Interactions of the test target item (popularity bucket)")
     ax.set_ylabel(columns[0].metric_label)

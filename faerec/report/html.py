@@ -38,6 +38,7 @@ from faerec.report.tables import (
     table_caption,
     trial_counts_text,
 )
+from faerec.text import plural
 
 
 class Markup(str):
@@ -239,7 +240,7 @@ def _result_table(table: ResultTable, counter: _Counter) -> Markup:
             el(
                 "th",
                 group_label(group),
-                el("span", f"{size:,} users", class_="n") if size else None,
+                el("span", plural(size, "user"), class_="n") if size else None,
                 colspan=str(len(table.columns_of(group))),
                 class_="group sep",
             )

@@ -24,6 +24,7 @@ from faerec.report.stats import TestOutcome, paired_t_test, paired_user_wilcoxon
 from faerec.results import RunResult
 from faerec.study.reference import DEFAULTS_SUFFIX, reference_method
 from faerec.study.store import count_trials
+from faerec.text import plural
 
 BACKBONE_LABELS = {
     "sasrec": "SASRec",
@@ -863,7 +864,7 @@ def _importances(study: Any, n_complete: int) -> tuple[dict[str, float] | None, 
     notes = sorted(
         {str(w.message).split(". ")[0] for w in caught if "importance" in str(w.message).lower()}
     )
-    note = f"PED-ANOVA (Optuna's default evaluator) over {n_complete} completed trials"
+    note = f"PED-ANOVA (Optuna's default evaluator) over {plural(n_complete, 'completed trial')}"
     if notes:
         note += "; Optuna notes: " + "; ".join(notes)
     return {str(k): float(v) for k, v in importances.items()}, note
@@ -873,7 +874,7 @@ def trial_counts_text(summary: SearchSummary) -> str:
     parts = [f"{n} {state.lower()}" for state, n in summary.counts.items()]
     total = sum(summary.counts.values())
     target = f" of {summary.n_trials_target} planned" if summary.n_trials_target else ""
-    return f"{total} trials{target}: " + ", ".join(parts)
+    return f"{plural(total, 'trial')}{target}: " + ", ".join(parts)
 
 
 def final_seed_rows(cell: CellRecord) -> list[dict[str, Any]]:

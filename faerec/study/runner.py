@@ -56,6 +56,7 @@ from faerec.study.store import (
     write_text_atomic,
 )
 from faerec.study.trainable import CELL_KEY, VALID_PREFIX, objective_keys
+from faerec.text import plural
 
 #: Ray and Tune settings for a quiet, local, resumable run
 #: (docs/ray-tune-notes.md §Quiet local settings)
@@ -659,10 +660,10 @@ class StudyRunner:
         finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED", "FAIL")]
         if finished and all(t.state.name == "FAIL" for t in finished):
             messages = Counter(t.user_attrs.get("error", "unknown error") for t in finished)
-            summary = "; ".join(
-                f"{m} ({n} trial{'s' if n > 1 else ''})" for m, n in messages.most_common()
+            summary = "; ".join(f"{m} ({plural(n, 'trial')})" for m, n in messages.most_common())
+            outcome.errors.append(
+                f"{cell.cell_id}: all {plural(len(finished), 'trial')} failed: {summary}"
             )
-            outcome.errors.append(f"{cell.cell_id}: all {len(finished)} trials failed: {summary}")
             self.progress.update(cell.cell_id, stage="failed", running=0, eta_at=None)
         return outcome
 

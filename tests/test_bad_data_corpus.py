@@ -715,6 +715,19 @@ def test_good_npy_matrix_passes_the_check(tmp_path: Path) -> None:
     assert check_datasets([config])[str(folder)].num_items == 3
 
 
+def test_dataset_json_template_naming_an_unknown_field_is_refused_on_its_line(
+    tmp_path: Path,
+) -> None:
+    folder = write_generic(tmp_path / "shop", good_sequences(), good_items())
+    (folder / "dataset.json").write_text(
+        '{\n  "name": "shop",\n  "text_template": "Title: {titel}"\n}\n', encoding="utf-8"
+    )
+    config = resolve_config(str(folder), "sasrec", "faerec", "none")
+    message = refusal(lambda: check_datasets([config]), tmp_path)
+    assert_names(message, folder / "dataset.json", 3)
+    assert "unknown field {titel}" in message
+
+
 # --------------------------------------------------------------------------- the real command
 
 
@@ -826,3 +839,15 @@ def test_in_process_validate_prints_one_line_for_a_bad_token(tmp_path: Path) -> 
         assert main(["validate", str(study_spec(tmp_path))]) == 2
     assert stderr.getvalue().count("\n") == 1
     assert f"{(tmp_path / 'shop' / 'sequences.txt').resolve()}:2: " in stderr.getvalue()
+
+
+def test_validate_checks_every_searched_embedding_file(tmp_path: Path) -> None:
+    write_generic(tmp_path / "shop", good_sequences(), good_items())
+    good, bad = tmp_path / "good.npy", tmp_path / "bad.npy"
+    np.save(good, np.ones((4, 2), dtype=np.float32))
+    bad.write_bytes(b"")
+    space = f"search:\n  space:\n    faerec:\n      embedding.model: {{choice: [{good}, {bad}]}}\n"
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.chdir(tmp_path):
+        assert main(["validate", str(study_spec(tmp_path, "[faerec]", space))]) == 2
+    assert stderr.getvalue().startswith(f"faerec-study: error: {bad}: empty file")

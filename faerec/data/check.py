@@ -13,9 +13,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from faerec.config import RunConfig
-from faerec.data.loaders import load_dataset
-from faerec.data.parsing import read_item_matrix
+from faerec.data.loaders import DATASET_FILE, load_dataset, read_dataset_json
+from faerec.data.parsing import json_key_line, read_item_matrix, read_lines
 from faerec.data.types import InteractionData
+from faerec.errors import ConfigError, DataError
 
 
 def check_datasets(configs: Iterable[RunConfig]) -> dict[str, InteractionData]:
@@ -48,6 +49,26 @@ def check_datasets(configs: Iterable[RunConfig]) -> dict[str, InteractionData]:
             continue
         template = config.embedding.template or data.text_template
         if (name, "template:" + template) not in checked:
-            render_item_texts(data, template)
+            try:
+                render_item_texts(data, template)
+            except ConfigError as error:
+                if config.embedding.template:
+                    raise
+                _blame_dataset_json(data, error)
             checked.add((name, "template:" + template))
     return loaded
+
+
+def _blame_dataset_json(data: InteractionData, error: ConfigError) -> None:
+    """Re-raise a bad default template as the ``text_template`` line of dataset.json when it
+    came from there (a template derived from the item fields has no line to point at)."""
+    meta_path = data.source / DATASET_FILE if data.source is not None else None
+    if meta_path is None or not meta_path.is_file():
+        raise error
+    if read_dataset_json(meta_path).get("text_template") != data.text_template:
+        raise error
+    text = "\n".join(read_lines(meta_path))
+    message = str(error).removeprefix("embedding.template")
+    raise DataError(
+        "'text_template'" + message, path=meta_path, line=json_key_line(text, "text_template")
+    ) from None

@@ -23,6 +23,7 @@ from faerec.atomic import write_text_atomic
 from faerec.data.location import bundled_data_dir
 from faerec.data.parsing import (
     JSONProblem,
+    json_key_line,
     loads_json,
     parse_number,
     read_item_matrix,
@@ -208,7 +209,7 @@ def _assemble(
             raise DataError(
                 f"'embedding' names a file that does not exist: {embedding}",
                 path=meta_path,
-                line=_line_of_key("\n".join(read_lines(meta_path)), "embedding"),
+                line=json_key_line("\n".join(read_lines(meta_path)), "embedding"),
             )
         # checked here, not when the cache is seeded, so a bad matrix stops before any work
         read_item_matrix(embedding, len(item_fields) - 1, named_by=f"'embedding' of {meta_path}")
@@ -366,23 +367,15 @@ def read_dataset_json(path: Path) -> dict[str, Any]:
             raise DataError(
                 f"unknown key {show(key)}: expected one of {', '.join(DATASET_JSON_KEYS)}",
                 path=path,
-                line=_line_of_key(text, key),
+                line=json_key_line(text, key),
             )
         if key != "provenance" and not isinstance(value, str):
             raise DataError(
                 f"{key!r}: expected a string, got {show(value)}",
                 path=path,
-                line=_line_of_key(text, key),
+                line=json_key_line(text, key),
             )
     return meta
-
-
-def _line_of_key(text: str, key: str) -> int:
-    """The line of a JSON document where ``"key":`` first appears (1 when it cannot be found)."""
-    found = re.search(re.escape(json.dumps(key)) + r"\s*:", text)
-    if found is None:
-        found = re.search(re.escape(json.dumps(key, ensure_ascii=False)) + r"\s*:", text)
-    return 1 if found is None else text.count("\n", 0, found.start()) + 1
 
 
 def _item_fields_from_records(

@@ -182,6 +182,14 @@ def check_encodable(value: Any) -> None:
         ) from None
 
 
+def json_key_line(text: str, key: str) -> int:
+    """The line of a JSON document where ``"key":`` first appears (1 when it cannot be found)."""
+    found = re.search(re.escape(json.dumps(key)) + r"\s*:", text)
+    if found is None:
+        found = re.search(re.escape(json.dumps(key, ensure_ascii=False)) + r"\s*:", text)
+    return 1 if found is None else text.count("\n", 0, found.start()) + 1
+
+
 # --------------------------------------------------------------------------- .npy matrices
 
 

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from faerec.data.types import InteractionData
 
 DEFAULT_STUDIES_DIR = "studies"
+#: searched keys whose every choice names data to check before a run (a .npy, a template)
+SEARCHED_DATA_KEYS = ("embedding.model", "embedding.template")
 DEFAULT_REPORTS_DIR = "reports"
 
 
@@ -241,7 +243,13 @@ def check_data(spec: StudySpec) -> dict[str, InteractionData]:
     is written: bad data raise one FILE:LINE error (exit 2) instead of failing every trial."""
     from faerec.data.check import check_datasets
 
-    return check_datasets(spec.cell_config(cell) for cell in spec.cells())
+    configs = []
+    for cell in spec.cells():
+        configs.append(spec.cell_config(cell))
+        for param in cell.space.walk() if cell.space is not None else ():
+            if param.key in SEARCHED_DATA_KEYS and param.kind == "choice":  # each file, template
+                configs.extend(spec.cell_config(cell, {param.key: c}) for c in param.choices)
+    return check_datasets(configs)
 
 
 def handle_run(args: argparse.Namespace) -> int:

@@ -94,6 +94,12 @@ class ModelConfig:
     hidden_dropout: float = _doc("dropout on hidden states and embeddings", default=0.5)
     attention_dropout: float = _doc("dropout on attention probabilities", default=0.5)
     initializer_range: float = _doc("std of the normal / truncated-normal init", default=0.02)
+    truncated_init: bool = _doc(
+        "LRURec only: every Linear and Embedding weight from N(0, std) cut at +-2 std, as "
+        "FAERec's LRURec; false = as the authors' plain LRURec, cut only for the LRU "
+        "projections and untruncated elsewhere (docs/method.md §Backbone parity)",
+        default=True,
+    )
 
 
 @dataclass
@@ -473,6 +479,7 @@ _PLAIN_BACKBONE: dict[str, dict[str, Any]] = {
     "lrurec": {
         "model.hidden_dropout": 0.4,
         "model.attention_dropout": 0.4,
+        "model.truncated_init": False,
         "train.eval_start_epoch": 101,
     },
     # GRU4Rec is not in the official code; the SASRec settings serve as its preset.

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from faerec.cli import main
@@ -253,3 +254,40 @@ def test_config_command_refuses_an_unknown_dataset_in_one_line(
 ) -> None:
     assert main(["config", "--dataset", "no-such-data"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+# --- the authors' plain LRURec init ------------------------------------------------------------
+
+
+def test_plain_lrurec_preset_uses_the_authors_plain_init() -> None:
+    assert resolve_config("beauty", "lrurec", "backbone").model.truncated_init is False
+
+
+def test_faerec_lrurec_preset_keeps_the_truncated_init() -> None:
+    assert resolve_config("beauty", "lrurec", "faerec").model.truncated_init is True
+
+
+def _lrurec(truncated: bool) -> torch.nn.Module:
+    from faerec.models.backbones import build_backbone
+
+    torch.manual_seed(0)
+    config = resolve_config(overrides={"model.truncated_init": truncated}).model
+    config.backbone = "lrurec"
+    return build_backbone(config, num_items=500, max_len=50).requires_grad_(False)
+
+
+def test_untruncated_init_cuts_only_the_lru_projections() -> None:
+    model = _lrurec(truncated=False)
+    cut = 2 * 0.02 + 1e-7
+    recurrence = model.blocks[0].recurrence
+    assert float(model.item_embedding.weight.abs().max()) > cut
+    assert float(model.blocks[0].feed_forward.expand.weight.abs().max()) > cut
+    assert float(recurrence.input_projection.weight.abs().max()) <= cut
+    assert float(recurrence.output_projection.weight.abs().max()) <= cut
+
+
+def test_truncated_init_cuts_every_weight() -> None:
+    model = _lrurec(truncated=True)
+    cut = 2 * 0.02 + 1e-7
+    assert float(model.item_embedding.weight.abs().max()) <= cut
+    assert float(model.blocks[0].feed_forward.expand.weight.abs().max()) <= cut

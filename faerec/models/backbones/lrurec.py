@@ -27,7 +27,8 @@ Init: weights of every Linear and Embedding ~ N(0, std) truncated to +-2 std (+-
 LayerNorm (1, 0); nu/theta/gamma keep the ring init. This is FAERec's LRURec
 (``FAERec/src/models.py``). The authors' plain LRURec (``Backbone/src``) truncates only the
 complex LRU projections and draws the other weights from the untruncated N(0, std), a
-difference of 5% of the draws beyond +-2 std.
+difference of 5% of the draws beyond +-2 std; ``model.truncated_init=false`` does that, and
+the official preset of the plain LRURec sets it.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from faerec.models.backbones.layers import (
     PointwiseFeedForward,
     TokenLayout,
     embed_real_items,
+    init_normal_,
     init_truncated_normal_,
 )
 from faerec.models.base import Backbone
@@ -148,7 +150,13 @@ class LRURec(Backbone):
         self.blocks = nn.ModuleList(LRUBlock(config) for _ in range(config.num_layers))
         std = config.initializer_range
         # touches Linear/Embedding/LayerNorm only: nu/theta/gamma keep their ring init
-        self.apply(lambda module: init_truncated_normal_(module, std))
+        if config.truncated_init:
+            self.apply(lambda module: init_truncated_normal_(module, std))
+        else:  # the authors' plain LRURec: only its complex LRU projections are cut
+            self.apply(lambda module: init_normal_(module, std))
+            for block in self.blocks:
+                init_truncated_normal_(block.recurrence.input_projection, std)
+                init_truncated_normal_(block.recurrence.output_projection, std)
 
     def embed(self, item_ids: Tensor, positions: Tensor) -> Tensor:
         """The official LRURec input layer, LayerNorm(Dropout(E[i])) with no positions, computed

@@ -2,8 +2,7 @@
 
 :func:`run_trial` is the single entry point that ``faerec-study train``, a Ray Tune trial and a
 plain Optuna objective all call (docs/method.md §Training objective). It knows nothing of Ray
-or Optuna:
-they observe and steer a run through the ``on_epoch`` hook and resume it through
+or Optuna: they observe and steer a run through the ``on_epoch`` hook and resume it through
 ``checkpoint_dir``.
 
 Resuming is a first-class path, not an afterthought: after every epoch the whole training

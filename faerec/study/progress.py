@@ -6,8 +6,10 @@ is printed again only when something in it changed, never on a timer, so logs st
 running trial prints one line per epoch there, with a UTC timestamp.
 
 A trial's line shows its cell, number, epoch (counted from 1) out of ``train.max_epochs``, its
-latest validation score, its time so far, and the time left to ``max_epochs`` estimated from the
-mean of its epochs so far (an upper bound: early stopping or the scheduler may stop it sooner).
+latest validation score, its peak GPU memory in its last epoch (on a GPU: how tightly trials
+can be packed on one device), its time so far, and the time left to ``max_epochs`` estimated
+from the mean of its epochs so far (an upper bound: early stopping or the scheduler may stop
+it sooner).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
 from faerec.run_progress import format_seconds, timestamp
+from faerec.study.trainable import GPU_MEMORY_KEY
 
 if TYPE_CHECKING:
     from faerec.study.spec import Cell, StudySpec
@@ -83,6 +86,8 @@ class TrialProgress:
     epochs_done: int = 0  # epochs reported by this driver (a resumed trial starts later)
     epoch: int = 0  # 0-based index of the last finished epoch
     value: float | None = None
+    #: peak GPU memory torch allocated in the trial's last epoch, MiB (None on the CPU)
+    gpu_mem_mb: float | None = None
 
     def text(self, now: float) -> str:
         elapsed = now - self.started
@@ -93,6 +98,8 @@ class TrialProgress:
         ]
         if self.value is not None:
             parts.append(f"valid {self.metric} {self.value:.4f}")
+        if self.gpu_mem_mb is not None:
+            parts.append(f"gpu {self.gpu_mem_mb:.0f} MiB")
         parts.append(format_seconds(elapsed))
         left = self.max_epochs - self.epoch - 1
         if self.epochs_done and left > 0:
@@ -150,8 +157,10 @@ class ProgressView:
         max_epochs: int,
         metric: str,
         value: float | None,
+        gpu_mem_mb: float | None = None,
     ) -> None:
-        """A trial finished ``epoch`` (0-based); ``value`` is its validation score, if any."""
+        """A trial finished ``epoch`` (0-based); ``value`` is its validation score, if any,
+        ``gpu_mem_mb`` its peak GPU memory in that epoch, if it runs on a GPU."""
         with self._lock:
             now = time.monotonic()
             trial = self.trials.get((cell_id, number))
@@ -162,6 +171,7 @@ class ProgressView:
             trial.epochs_done += 1
             if value is not None:
                 trial.value = value
+            trial.gpu_mem_mb = gpu_mem_mb
             if self.tty:
                 self._dirty = True
                 if now - self._last_draw >= self.interval:
@@ -236,6 +246,7 @@ def show_trial_epoch(
     """Hand one epoch report of a trial (the trainable's result dict) to the view."""
     metric = spec.search.objectives[0].name
     value = result.get(f"valid/{metric}")
+    gpu_mem_mb = result.get(GPU_MEMORY_KEY)
     progress.trial_epoch(
         cell.cell_id,
         number,
@@ -243,4 +254,5 @@ def show_trial_epoch(
         spec.cell_config(cell).train.max_epochs,
         metric,
         float(value) if isinstance(value, (int, float)) else None,
+        float(gpu_mem_mb) if isinstance(gpu_mem_mb, (int, float)) else None,
     )

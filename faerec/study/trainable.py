@@ -9,6 +9,7 @@ with ``evaluate_test=False``.
 What it reports (the searcher and the driver read these keys):
 
 * every epoch: ``epoch`` (0-based), ``loss``, ``seconds``, ``w_item``/``w_feat``,
+  ``gpu_mem_mb`` (peak GPU memory of the epoch, on a GPU),
   ``valid/<metric>`` on validated epochs, ``epochs_trained``, ``trial_seconds`` and, once a
   validation exists, the objective(s) (``objective`` or ``objective_0``, ``objective_1``...): the
   metric at the epoch early stopping currently selects. Schedulers see this value;
@@ -32,6 +33,8 @@ FINISHED_KEY = "trial_finished"
 ERROR_KEY = "trial_error"
 EPOCHS_KEY = "epochs_trained"
 SECONDS_KEY = "trial_seconds"
+#: peak GPU memory of the epoch in MiB (trials on a GPU only)
+GPU_MEMORY_KEY = "gpu_mem_mb"
 VALID_PREFIX = "valid/"
 
 
@@ -69,6 +72,8 @@ class ObjectiveTracker:
         for name in ("w_item", "w_feat"):
             if name in report.weights:
                 result[name] = report.weights[name]
+        if report.gpu_mem_mb is not None:
+            result[GPU_MEMORY_KEY] = report.gpu_mem_mb
         if report.valid is not None:
             self.valid_by_epoch[report.epoch] = dict(report.valid)
             result.update({VALID_PREFIX + k: v for k, v in report.valid.items()})
@@ -107,6 +112,20 @@ class ObjectiveTracker:
         return result
 
 
+def placement_overrides(assigned: dict[str, float]) -> dict[str, Any]:
+    """Settings that follow what Ray gave the trial; the study's own settings win over them.
+
+    Torch threads = the trial's CPUs (at least one): two trials with two threads each on two
+    cores run 3x slower than one thread each (docs/ray-tune-notes.md §Threads per trial). The
+    device is CUDA when the trial holds a GPU or a share of one (Ray sets CUDA_VISIBLE_DEVICES
+    to it), else the CPU.
+    """
+    return {
+        "train.num_threads": max(1, int(assigned.get("CPU", 1))),
+        "train.device": "auto" if assigned.get("GPU", 0) > 0 else "cpu",
+    }
+
+
 def train_trial(config: dict[str, Any]) -> None:
     """Tune's function trainable for one trial of a cell (see the module docstring)."""
     import ray
@@ -116,11 +135,7 @@ def train_trial(config: dict[str, Any]) -> None:
     cell = config[CELL_KEY]
     params = {k: v for k, v in config.items() if k not in (CELL_KEY, TRIAL_NUMBER_KEY)}
     assigned = ray.get_runtime_context().get_assigned_resources()
-    overrides = {**cell["overrides"], **params}
-    # Two trials with two threads each on two cores run 3x slower than one thread each
-    # (docs/ray-tune-notes.md §Threads per trial).
-    overrides.setdefault("train.num_threads", max(1, int(assigned.get("CPU", 1))))
-    overrides.setdefault("train.device", "auto" if assigned.get("GPU", 0) > 0 else "cpu")
+    overrides = {**placement_overrides(assigned), **cell["overrides"], **params}
 
     def seconds() -> float:
         return time.perf_counter() - started

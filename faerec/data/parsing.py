@@ -107,10 +107,19 @@ def read_lines(path: Path) -> list[str]:
         raise DataError(f"cannot read ({error.strerror or error})", path=path) from None
     if not data:
         return []
-    chunks = data.split(b"\n")
-    if chunks[-1] == b"":
-        chunks.pop()  # the final line break ends the last line; it does not start a new one
-    return [decode_line(chunk, path, number) for number, chunk in enumerate(chunks, start=1)]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:  # decode line by line to name the physical line of the bad byte
+        chunks = data.split(b"\n")
+        for number, chunk in enumerate(chunks, start=1):
+            decode_line(chunk, path, number)
+        raise  # not reached: some line fails to decode
+    if text.startswith(_BOM):
+        decode_line(data.split(b"\n", 1)[0], path, 1)  # refuses it with the one message
+    lines = text.replace("\r\n", "\n").split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the final line break ends the last line; it does not start a new one
+    return lines
 
 
 # --------------------------------------------------------------------------- JSON
@@ -148,16 +157,17 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return record
 
 
+# one decoder for every call: json.loads with options would build a new one each time
+_DECODER = json.JSONDecoder(
+    parse_constant=_refuse_constant, parse_float=_finite_float, object_pairs_hook=_unique_keys
+)
+
+
 def loads_json(text: str) -> Any:
     """``json.loads`` that refuses NaN/Infinity, numbers that overflow, repeated keys and
     nesting too deep to parse; raises :class:`JSONProblem` (with the line when known)."""
     try:
-        value = json.loads(
-            text,
-            parse_constant=_refuse_constant,
-            parse_float=_finite_float,
-            object_pairs_hook=_unique_keys,
-        )
+        value = _DECODER.decode(text)
         if "\\u" in text:
             check_encodable(value)
         return value

@@ -154,9 +154,10 @@ class LRURec(Backbone):
             self.apply(lambda module: init_truncated_normal_(module, std))
         else:  # the authors' plain LRURec: only its complex LRU projections are cut
             self.apply(lambda module: init_normal_(module, std))
-            for block in self.blocks:
-                init_truncated_normal_(block.recurrence.input_projection, std)
-                init_truncated_normal_(block.recurrence.output_projection, std)
+            for unit in self.modules():
+                if isinstance(unit, LinearRecurrentUnit):
+                    init_truncated_normal_(unit.input_projection, std)
+                    init_truncated_normal_(unit.output_projection, std)
 
     def embed(self, item_ids: Tensor, positions: Tensor) -> Tensor:
         """The official LRURec input layer, LayerNorm(Dropout(E[i])) with no positions, computed

@@ -22,6 +22,7 @@ from faerec.config import (
     preset_notice,
     resolve_config,
 )
+from faerec.data.check import check_datasets
 from faerec.errors import ConfigError
 from faerec.results import GroupMetrics, RunResult
 from faerec.text import did_you_mean, plural
@@ -83,6 +84,7 @@ def run_train(args: argparse.Namespace) -> int:
     _check_dataset(args.dataset)
     overrides = parse_set_arguments(args.overrides)
     config = resolve_config(args.dataset, args.backbone, args.method, args.preset, overrides)
+    check_datasets([config])  # bad data: one FILE:LINE line, before torch loads or files appear
     notice = preset_notice(config, args.preset)
     if notice:
         print(notice, file=sys.stderr)

@@ -851,3 +851,9 @@ def test_validate_checks_every_searched_embedding_file(tmp_path: Path) -> None:
     with contextlib.redirect_stderr(stderr), contextlib.chdir(tmp_path):
         assert main(["validate", str(study_spec(tmp_path, "[faerec]", space))]) == 2
     assert stderr.getvalue().startswith(f"faerec-study: error: {bad}: empty file")
+
+
+def test_train_refuses_bad_data_in_one_line_before_writing_its_output(tmp_path: Path) -> None:
+    folder = write_generic(tmp_path / "shop", "1 1 2\n2 1_0\n", good_items())
+    argv = ["train", "--dataset", str(folder), "--output", str(tmp_path / "run")]
+    assert_cli_refuses(argv, tmp_path, folder / "sequences.txt", 2)

@@ -291,3 +291,40 @@ def test_truncated_init_cuts_every_weight() -> None:
     cut = 2 * 0.02 + 1e-7
     assert float(model.item_embedding.weight.abs().max()) <= cut
     assert float(model.blocks[0].feed_forward.expand.weight.abs().max()) <= cut
+
+
+# --- faerec-study config --spec ----------------------------------------------------------------
+
+STUDY = """\
+name: presets-check
+datasets: [data]
+backbones: [sasrec]
+methods: [faerec]
+fixed:
+  train.max_epochs: 7
+  train.eval_start_epoch: 0
+  data.preset_as: food
+"""
+
+
+def test_config_spec_resolves_a_cell_as_the_study_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _folder(tmp_path, None)
+    (tmp_path / "study.yaml").write_text(STUDY, encoding="utf-8")
+    out = _config_output(["--spec", str(tmp_path / "study.yaml"), "--set", "train.seed=7"], capsys)
+    lines = {line.split(":")[0].strip(): line for line in out.splitlines()}
+    assert lines["max_epochs"].endswith("# spec fixed")
+    assert lines["preset_as"].endswith("# spec fixed")
+    assert lines["w_min"].endswith("# preset official (food, sasrec, faerec)")
+    assert lines["seed"].endswith("# --set")
+    assert "# cell data__sasrec__faerec of" in out
+
+
+def test_config_spec_refuses_an_unknown_cell(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _folder(tmp_path, None)
+    (tmp_path / "study.yaml").write_text(STUDY, encoding="utf-8")
+    assert main(["config", "--spec", str(tmp_path / "study.yaml"), "--cell", "nope"]) == 2
+    assert "no cell 'nope'" in capsys.readouterr().err

@@ -328,3 +328,15 @@ def test_config_spec_refuses_an_unknown_cell(
     (tmp_path / "study.yaml").write_text(STUDY, encoding="utf-8")
     assert main(["config", "--spec", str(tmp_path / "study.yaml"), "--cell", "nope"]) == 2
     assert "no cell 'nope'" in capsys.readouterr().err
+
+
+def test_study_validate_announces_the_generic_fallback_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _folder(tmp_path, None)
+    spec = STUDY.replace("  data.preset_as: food\n", "").replace(
+        "[faerec]", "[faerec, faerec-no-gate]"
+    )
+    (tmp_path / "study.yaml").write_text(spec, encoding="utf-8")
+    assert main(["validate", str(tmp_path / "study.yaml")]) == 0
+    assert capsys.readouterr().err.count("declares no preset_as") == 1

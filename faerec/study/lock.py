@@ -54,6 +54,8 @@ class LockInfo:
 
     def describe(self) -> str:
         """``pid 123 on host-a since 2026-12-03T10:00:00+00:00 (faerec-study run x.yaml)``"""
+        if self.pid == 0:
+            return "a driver that has not written its details yet"
         command = f" ({self.command})" if self.command else ""
         return f"pid {self.pid} on {self.host} since {self.since}{command}"
 
@@ -172,7 +174,7 @@ class StudyLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
-                return _wait_for_details(fd) or LockInfo(0, "?", "?", "a driver that is starting")
+                return _wait_for_details(fd) or LockInfo(pid=0, host="?", since="?", command="")
             fcntl.flock(fd, fcntl.LOCK_UN)
             return None
         finally:

@@ -623,6 +623,7 @@ MATRIX_KINDS = [
     "overflow",
     "npz",
     "text",
+    "header",
 ]
 
 
@@ -664,6 +665,9 @@ def bad_matrices(draw: st.DrawFn, kind: str) -> bytes:
         buffer = io.BytesIO()
         np.savez(buffer, matrix=good)
         return buffer.getvalue()
+    if kind == "header":  # the header dict cut open: numpy's own parser fails on it
+        raw = npy_bytes(good)
+        return raw.replace(b"}", draw(st.sampled_from([b" ", b"(", b"'"])), 1)
     return b"0.1 0.2 0.3\n" * 4  # a text matrix, not .npy
 
 
@@ -857,3 +861,15 @@ def test_train_refuses_bad_data_in_one_line_before_writing_its_output(tmp_path: 
     folder = write_generic(tmp_path / "shop", "1 1 2\n2 1_0\n", good_items())
     argv = ["train", "--dataset", str(folder), "--output", str(tmp_path / "run")]
     assert_cli_refuses(argv, tmp_path, folder / "sequences.txt", 2)
+
+
+def test_prepare_prints_no_python_warning_for_a_bad_literal_line(tmp_path: Path) -> None:
+    """`1if` makes Python's parser warn ("invalid decimal literal"): still exactly one line."""
+    reviews = tmp_path / "reviews.json"
+    reviews.write_text(
+        json.dumps(amazon_review(0)) + "\n{'reviewerID': 1if 1 else 2}\n", encoding="utf-8"
+    )
+    meta = tmp_path / "meta.json"
+    meta.write_text(AMAZON_META, encoding="utf-8")
+    argv = ["prepare", "amazon", "--reviews", str(reviews), "--meta", str(meta)]
+    assert_cli_refuses([*argv, "--out", str(tmp_path / "out")], tmp_path, reviews, 2)

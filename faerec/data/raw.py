@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import gzip
 import re
+import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -306,7 +307,9 @@ def _parse_record(line: str, path: Path, line_number: int) -> dict[str, Any]:
         if not problem.syntax:  # valid JSON syntax with a refused value: no second guess
             raise DataError(str(problem), path=path, line=line_number) from None
         try:
-            record = ast.literal_eval(line.strip())
+            with warnings.catch_warnings():  # e.g. "invalid decimal literal": one line, no noise
+                warnings.simplefilter("ignore")
+                record = ast.literal_eval(line.strip())
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             raise DataError(
                 "expected one JSON object or Python-literal dict per line",

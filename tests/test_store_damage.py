@@ -298,6 +298,22 @@ def test_run_into_a_read_only_studies_dir_exits_2_naming_it(shared_tmp: Path) ->
     assert not list(studies.iterdir())
 
 
+def test_run_with_a_read_only_reports_dir_exits_2_before_any_work(shared_tmp: Path) -> None:
+    reports = shared_tmp / "reports"
+    reports.mkdir()
+    reports.chmod(0o555)
+    (shared_tmp / "studies").mkdir(mode=0o777)
+    (shared_tmp / "studies").chmod(0o777)
+    (shared_tmp / "ro.yaml").write_text(SPEC.format(name="ro"))
+    done = cli_unprivileged(
+        "run", "ro.yaml", "--studies-dir", "studies", "--reports-dir", "reports", cwd=shared_tmp
+    )
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert f"{reports}: cannot write here" in line
+    assert not list((shared_tmp / "studies").iterdir())
+
+
 @pytest.mark.parametrize("how", ["by-path", "by-name"])
 def test_resume_refuses_a_folder_that_holds_another_study(
     tmp_path: Path, how: str, capsys: pytest.CaptureFixture[str]

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 from faerec.errors import FaerecError
 from faerec.study.lock import LockInfo, StudyLock, StudyLocked
 from faerec.study.spec import SpecError, StudySpec, parse_spec, spec_from_dict
-from faerec.study.store import StudyStore, count_trials, list_studies, read_csv, read_json
+from faerec.study.store import (
+    StudyStore,
+    check_folder_writable,
+    count_trials,
+    list_studies,
+    read_csv,
+    read_json,
+)
 from faerec.text import plural
 
 if TYPE_CHECKING:
@@ -219,9 +226,9 @@ def _run(spec: StudySpec, args: argparse.Namespace, store: StudyStore) -> int:
         return run_study(spec, options)
 
 
-def _before_work(store: StudyStore) -> None:
-    """Exit 2 at once when the folder cannot be written or another driver runs the study
-    (``_run`` takes the lock for real once the data are checked)."""
+def _before_work(store: StudyStore, args: argparse.Namespace) -> None:
+    """Exit 2 at once when the study or reports folder cannot be written or another driver
+    runs the study (``_run`` takes the lock for real once the data are checked)."""
     stored = store.load_study_json().get("name") if store.exists() else store.name
     if stored != store.name:
         raise FaerecError(
@@ -230,6 +237,7 @@ def _before_work(store: StudyStore) -> None:
             exit_code=2,
         )
     store.check_writable()
+    check_folder_writable(args.reports_dir, "the study writes its report there")
     holder = StudyLock.holder(store.root)
     if holder is not None:
         raise StudyLocked(
@@ -258,7 +266,7 @@ def handle_run(args: argparse.Namespace) -> int:
     except SpecError as error:
         return _print_problems(error)
     store = StudyStore.at(args.studies_dir, spec.name)
-    _before_work(store)
+    _before_work(store, args)
     check_data(spec)
     return _run(spec, args, store)
 
@@ -289,7 +297,7 @@ def handle_resume(args: argparse.Namespace) -> int:
     spec_text = store.read_spec_text()
     if spec_text:
         spec = _with_text(spec, spec_text)
-    _before_work(store)
+    _before_work(store, args)
     check_data(spec)
     return _run(spec, args, store)
 

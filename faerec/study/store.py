@@ -44,6 +44,7 @@ __all__ = [
     "CellStore",
     "StudyStore",
     "TrialCounts",
+    "check_folder_writable",
     "count_trials",
     "list_studies",
     "open_storage",
@@ -714,14 +715,10 @@ class StudyStore:
     def check_writable(self) -> None:
         """Exit 2 naming the first folder or file a driver could not write, before any work.
 
-        Folders are probed with a real temporary file (permissions alone say nothing for root
-        or a read-only file system); files written in place (journals, the lock) are opened
-        for appending, which changes nothing.
+        Files written in place (journals, the lock) are opened for appending, which changes
+        nothing; folders are probed by :func:`check_folder_writable`.
         """
-        existing = self.root
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
-        folders = [existing]
+        folders = [self.root]
         files: list[Path] = []
         if self.root.is_dir():
             folders += [self.cells_dir] if self.cells_dir.is_dir() else []
@@ -731,17 +728,7 @@ class StudyStore:
                 folders += [p for p in (cell.root, cell.final_dir, cell.tune_dir) if p.is_dir()]
                 files.append(cell.journal)
         for folder in folders:
-            if not folder.is_dir():
-                raise FaerecError(f"{folder}: not a folder; a study needs one here", exit_code=2)
-            try:
-                with tempfile.TemporaryFile(dir=folder):
-                    pass
-            except OSError as error:
-                raise FaerecError(
-                    f"{folder}: cannot write here ({error.strerror}); a study must be able to "
-                    "write its folder",
-                    exit_code=2,
-                ) from None
+            check_folder_writable(folder, "a study must be able to write its folder")
         for path in files:
             if not path.exists():
                 continue
@@ -754,6 +741,27 @@ class StudyStore:
                     "write its folder",
                     exit_code=2,
                 ) from None
+
+
+def check_folder_writable(folder: str | Path, why: str) -> None:
+    """Exit 2 naming ``folder`` (or, when it does not exist yet, the first existing folder
+    above it) unless a file can be created there.
+
+    Probed with a real temporary file: permissions alone say nothing for root or a read-only
+    file system.
+    """
+    existing = Path(folder).resolve()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FaerecError(f"{existing}: not a folder; {why}", exit_code=2)
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise FaerecError(
+            f"{existing}: cannot write here ({error.strerror}); {why}", exit_code=2
+        ) from None
 
 
 def list_studies(studies_dir: str | Path) -> list[StudyStore]:

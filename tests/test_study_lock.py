@@ -132,3 +132,19 @@ def test_status_says_running_only_while_a_driver_holds_the_lock(
     assert "state: interrupted (no driver runs it)" in out
     (trials,) = [line for line in out.splitlines() if line.startswith("  trials:")]
     assert "interrupted 1" in trials and "running" not in trials
+
+
+def test_status_leaves_the_journal_of_a_running_driver_alone(
+    holder: tuple[subprocess.Popen[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from report_fixtures import make_study_store
+
+    _, folder = holder
+    make_study_store(folder.parent, "locked", n_trials=4, searched=("faerec",))
+    journal = StudyStore(folder).cell("ml-100k__sasrec__faerec").journal
+    in_flight = journal.read_bytes() + b'{"op_code":5,"worker'  # the driver is appending
+    journal.write_bytes(in_flight)
+    assert main(["status", "locked", "--studies-dir", str(folder.parent)]) == 0
+    assert journal.read_bytes() == in_flight
+    assert not list(journal.parent.glob("*.damaged-*"))
+    assert "set aside" not in capsys.readouterr().err

@@ -293,7 +293,7 @@ def test_whole_file_problems_name_a_line_too(
     [
         ('{\n  "name": "x",\n  "colour": "red"\n}\n', 3),
         ('{\n  "name": "x",\n  "text_template": 5\n}\n', 3),
-        ('{\n  "name": "x",\n  "name": "y"\n}\n', 1),
+        ('{\n  "name": "x",\n  "name": "y"\n}\n', 3),
         ('{\n  "name": "x",\n  "provenance": ' + nested(5000) + "\n}\n", 1),
         ('{\n  "name": "x"\n  "embedding": "e.npy"\n}\n', 3),
         ("[1, 2]\n", 1),

@@ -359,7 +359,10 @@ def read_dataset_json(path: Path) -> dict[str, Any]:
     try:
         meta = loads_json(text)
     except JSONProblem as problem:
-        raise DataError(str(problem), path=path, line=problem.line or 1) from None
+        line = problem.line or 1
+        if problem.repeated_key:
+            line = json_key_line(text, problem.repeated_key, occurrence=2)
+        raise DataError(str(problem), path=path, line=line) from None
     if not isinstance(meta, dict):
         raise DataError(f"expected a JSON object, got {type(meta).__name__}", path=path, line=1)
     for key, value in meta.items():

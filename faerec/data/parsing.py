@@ -129,10 +129,14 @@ class JSONProblem(ValueError):
     """Why a JSON text was refused, on which line of it (1-based) when known, and whether it
     is not JSON at all (``syntax``) rather than JSON with a refused value."""
 
-    def __init__(self, message: str, line: int | None = None, *, syntax: bool = False) -> None:
+    def __init__(
+        self, message: str, line: int | None = None, *, syntax: bool = False, key: str = ""
+    ) -> None:
         super().__init__(message)
         self.line = line
         self.syntax = syntax
+        #: the repeated key, so a multi-line document can point at its second occurrence
+        self.repeated_key = key
 
 
 def _refuse_constant(name: str) -> Any:
@@ -152,7 +156,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise JSONProblem(f"key {show(key)} appears twice in one object")
+                raise JSONProblem(f"key {show(key)} appears twice in one object", key=key)
             seen.add(key)
     return record
 
@@ -192,12 +196,14 @@ def check_encodable(value: Any) -> None:
         ) from None
 
 
-def json_key_line(text: str, key: str) -> int:
-    """The line of a JSON document where ``"key":`` first appears (1 when it cannot be found)."""
-    found = re.search(re.escape(json.dumps(key)) + r"\s*:", text)
-    if found is None:
-        found = re.search(re.escape(json.dumps(key, ensure_ascii=False)) + r"\s*:", text)
-    return 1 if found is None else text.count("\n", 0, found.start()) + 1
+def json_key_line(text: str, key: str, occurrence: int = 1) -> int:
+    """The line of a JSON document where ``"key":`` appears for the ``occurrence``-th time
+    (1 when it cannot be found)."""
+    for spelling in (json.dumps(key), json.dumps(key, ensure_ascii=False)):
+        found = list(re.finditer(re.escape(spelling) + r"\s*:", text))
+        if len(found) >= occurrence:
+            return text.count("\n", 0, found[occurrence - 1].start()) + 1
+    return 1
 
 
 # --------------------------------------------------------------------------- .npy matrices

@@ -109,11 +109,11 @@ def read_lines(path: Path) -> list[str]:
         return []
     try:
         text = data.decode("utf-8")
-    except UnicodeDecodeError:  # decode line by line to name the physical line of the bad byte
-        chunks = data.split(b"\n")
-        for number, chunk in enumerate(chunks, start=1):
-            decode_line(chunk, path, number)
-        raise  # not reached: some line fails to decode
+    except UnicodeDecodeError as error:  # decode line by line to name the bad byte's line
+        for number, chunk in enumerate(data.split(b"\n"), start=1):
+            decode_line(chunk, path, number)  # raises on the line holding the bad byte
+        line = data.count(b"\n", 0, error.start) + 1  # (a bad byte is always inside one line)
+        raise DataError("not valid UTF-8 text", path=path, line=line) from None
     if text.startswith(_BOM):
         decode_line(data.split(b"\n", 1)[0], path, 1)  # refuses it with the one message
     lines = text.replace("\r\n", "\n").split("\n")

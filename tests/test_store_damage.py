@@ -364,3 +364,16 @@ def test_a_finished_study_is_listed_as_finished(
 
 def test_docs_show_the_layout_the_store_defines() -> None:
     assert LAYOUT in (REPO / "docs" / "store-layout.md").read_text(encoding="utf-8")
+
+
+def test_the_report_counts_running_trials_of_a_stopped_study_as_interrupted(
+    study: StudyStore,
+) -> None:
+    from faerec.report.tables import search_summary
+
+    cell = study.cell(SEARCHED)
+    storage = cell.open_storage()
+    optuna.load_study(study_name=SEARCHED, storage=storage).ask()  # left RUNNING by a dead driver
+    (record,) = [c for c in load_study(study.root).cells if c.cell_id == SEARCHED]
+    counts = search_summary(record).counts
+    assert counts.get("INTERRUPTED") == 1 and "RUNNING" not in counts

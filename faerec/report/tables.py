@@ -22,6 +22,7 @@ from faerec.errors import ConfigError
 from faerec.report.load import CellRecord, StudyRecord, open_optuna_study, tidy_frame
 from faerec.report.stats import TestOutcome, paired_t_test, paired_user_wilcoxon
 from faerec.results import RunResult
+from faerec.study.lock import StudyLock
 from faerec.study.reference import DEFAULTS_SUFFIX, reference_method
 from faerec.study.store import count_trials
 from faerec.text import plural
@@ -804,9 +805,12 @@ def search_summary(cell: CellRecord) -> SearchSummary:
         objective_names.append(f"objective {len(objective_names)}")
     tally = count_trials(study.trials if study is not None else cell.trials.to_dict("records"))
     counts = {"COMPLETE": tally.complete, "PRUNED": tally.pruned, "FAIL": tally.failed}
-    if tally.interrupted:
-        counts["INTERRUPTED"] = tally.interrupted
-    if tally.running:
+    # a trial is running only while a driver holds the study's lock; otherwise it was cut short
+    live = tally.running and StudyLock.holder(cell.store.study_root) is not None
+    interrupted = tally.interrupted + (0 if live else tally.running)
+    if interrupted:
+        counts["INTERRUPTED"] = interrupted
+    if live:
         counts["RUNNING"] = tally.running
     failures: list[tuple[int, str]] = []
     search_seconds = None

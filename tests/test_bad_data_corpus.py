@@ -836,23 +836,29 @@ def test_embed_refuses_a_zero_byte_npy_in_one_line(tmp_path: Path) -> None:
     ]
 
 
-def test_in_process_validate_prints_one_line_for_a_bad_token(tmp_path: Path) -> None:
+def test_in_process_validate_prints_one_line_for_a_bad_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     write_generic(tmp_path / "shop", "1 1 2\n2 ١٢\n", good_items())
     stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr), contextlib.chdir(tmp_path):
+    with contextlib.redirect_stderr(stderr):
         assert main(["validate", str(study_spec(tmp_path))]) == 2
     assert stderr.getvalue().count("\n") == 1
     assert f"{(tmp_path / 'shop' / 'sequences.txt').resolve()}:2: " in stderr.getvalue()
 
 
-def test_validate_checks_every_searched_embedding_file(tmp_path: Path) -> None:
+def test_validate_checks_every_searched_embedding_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     write_generic(tmp_path / "shop", good_sequences(), good_items())
     good, bad = tmp_path / "good.npy", tmp_path / "bad.npy"
     np.save(good, np.ones((4, 2), dtype=np.float32))
     bad.write_bytes(b"")
     space = f"search:\n  space:\n    faerec:\n      embedding.model: {{choice: [{good}, {bad}]}}\n"
     stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr), contextlib.chdir(tmp_path):
+    with contextlib.redirect_stderr(stderr):
         assert main(["validate", str(study_spec(tmp_path, "[faerec]", space))]) == 2
     assert stderr.getvalue().startswith(f"faerec-study: error: {bad}: empty file")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -118,5 +119,20 @@ def test_train_runs_as_a_real_process(tmp_path: Path) -> None:
     )
     assert completed.returncode == 0, completed.stderr
     assert "overall" in completed.stdout
-    assert "epoch 1/1" in completed.stderr  # the progress bar
     assert json.loads(out.read_text())["epochs_trained"] == 1
+    # stderr is a pipe: the device line and one line per epoch, each with a UTC timestamp
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+    lines = completed.stderr.splitlines()
+    assert re.fullmatch(rf"{stamp} device cpu \(.*\), 1 CPU thread", lines[0]), lines
+    epochs = [line for line in lines if re.match(rf"{stamp} epoch 1/1 ", line)]
+    assert len(epochs) == 1 and "valid ndcg@20" in epochs[0] and "\r" not in completed.stderr
+    assert "best epoch 1 (valid" in completed.stdout  # epochs shown counted from 1
+
+
+def test_a_budget_without_validation_is_warned_about(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["train", "--dataset", "ml-100k", "--quiet", "--set", "train.max_epochs=1"]
+    args += ["--set", "model.hidden_size=16", "--set", "train.device=cpu"]
+    assert main(args) == 0  # the official preset validates ml-100k's SASRec from epoch 202
+    err = capsys.readouterr().err
+    assert "warning: train.max_epochs 1 ends before the first validation" in err
+    assert "train.eval_start_epoch 201 is 0-based: epoch 202" in err

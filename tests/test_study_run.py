@@ -11,6 +11,7 @@ import optuna
 import pytest
 
 from faerec.cli import main
+from faerec.study.reference import REFERENCE_ATTR
 from faerec.study.searcher import open_storage
 from faerec.study.store import read_csv, read_json
 
@@ -96,6 +97,8 @@ def test_trials_are_recorded_in_optuna_and_trials_csv(study: Study) -> None:
     assert len(trials) == 3
     assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
     assert any(t.state.name == "COMPLETE" for t in trials)
+    assert trials[0].user_attrs["reference"] == "preset"  # the first trial is the preset's
+    assert [REFERENCE_ATTR in t.user_attrs for t in trials] == [True, False, False]
     for trial in trials:  # conditional parameters exist exactly on their branch
         has_attention = "model.attention_dropout" in trial.params
         assert has_attention == (trial.params["model.hidden_dropout"] == 0.5)
@@ -149,9 +152,11 @@ def test_final_stage_and_results_csv(study: Study) -> None:
         assert result["test"] is not None and result["config"]["train"]["seed"] == 2024
         assert len(result["test_ranks"]) == len(result["test_user_index"]) > 0
         assert not (study.cell(cell_id) / "final" / "seed_2024.ckpt").exists()
+    reference = read_json(study.cell(SEARCHED) / "final" / "reference_seed_2024.json")
+    assert reference["config"]["train"]["seed"] == 2024  # the preset, on the same seed
     rows = read_csv(study.dir / "results.csv")
     assert {(r["method"], r["split"]) for r in rows} == {
-        (m, s) for m in ("backbone", "faerec") for s in ("valid", "test")
+        (m, s) for m in ("backbone", "backbone-defaults", "faerec") for s in ("valid", "test")
     }
     assert {"overall", "head_items", "tail_items"} <= {r["group"] for r in rows}
     assert all(r["study"] == "e2e" and r["seed"] == "2024" for r in rows)

@@ -390,7 +390,10 @@ def test_validate_prints_a_summary_and_exits_0(
     before = _snapshot(tmp_path)
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "study beauty-sasrec: 2 cells (1 searched), 40 trials, 10 final runs" in out
+    assert (
+        "study beauty-sasrec: 2 cells (1 searched), 40 trials, 15 final runs (5 seeds per cell, "
+        "5 of them the searched cells' presets)" in out
+    )
     lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  beauty__")}
     assert "40 trials over 7 parameters: faerec.gate," in lines["beauty__sasrec__faerec"]
     assert lines["beauty__sasrec__backbone"].endswith("preset (no search)")

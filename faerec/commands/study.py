@@ -180,11 +180,14 @@ def summary(spec: StudySpec) -> str:
     searched = [c for c in cells if c.space is not None]
     trials = sum(spec.trials_for(c) for c in cells)
     metrics = ", ".join(f"{o.metric} ({o.direction})" for o in spec.search.objectives)
+    references = len(searched) * spec.final_seeds if spec.final_reference else 0
+    final_runs = len(cells) * spec.final_seeds + references
     lines = [
         f"{spec.source}: ok",
         f"study {spec.name}: {plural(len(cells), 'cell')} ({len(searched)} searched), "
-        f"{plural(trials, 'trial')}, {plural(len(cells) * spec.final_seeds, 'final run')} "
-        f"({plural(spec.final_seeds, 'seed')} per cell)",
+        f"{plural(trials, 'trial')}, {plural(final_runs, 'final run')} "
+        f"({plural(spec.final_seeds, 'seed')} per cell"
+        + (f", {references} of them the searched cells' presets)" if references else ")"),
         f"  search: {metrics}; sampler {spec.search.sampler}, seed {spec.search.seed}; "
         f"scheduler {spec.scheduler.type}",
     ]

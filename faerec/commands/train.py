@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from faerec.atomic import write_json_atomic
+from faerec.budget import selection_problem
 from faerec.config import (
     BACKBONES,
     BUNDLED_DATASETS,
     METHODS,
     PRESET_HELP,
     PRESETS,
+    RunConfig,
     parse_set_arguments,
     preset_notice,
     resolve_config,
@@ -25,6 +27,7 @@ from faerec.config import (
 from faerec.data.check import check_datasets
 from faerec.errors import ConfigError
 from faerec.results import GroupMetrics, RunResult
+from faerec.run_progress import timestamp
 from faerec.text import did_you_mean, plural
 
 #: tidy-row fields that repeat the run's identity, kept once at the top of the --json file
@@ -88,6 +91,10 @@ def run_train(args: argparse.Namespace) -> int:
     notice = preset_notice(config, args.preset)
     if notice:
         print(notice, file=sys.stderr)
+    problem = selection_problem(config)
+    if problem is not None:
+        say(f"faerec-study train: warning: {problem}")
+    say(device_line(config))
     result = run_trial(config, checkpoint_dir=args.output, progress=not args.quiet)
     print_results(result, sys.stdout)
     if args.output is not None:
@@ -95,6 +102,30 @@ def run_train(args: argparse.Namespace) -> int:
     if args.json is not None:
         write_json_atomic(args.json, json_payload(result))
     return 0
+
+
+def say(text: str, stream: TextIO | None = None) -> None:
+    """A log line on stderr; written to a file or a pipe, it starts with a UTC timestamp."""
+    stream = stream if stream is not None else sys.stderr
+    tty = hasattr(stream, "isatty") and stream.isatty()
+    print(text if tty else f"{timestamp()} {text}", file=stream, flush=True)
+
+
+def device_line(config: RunConfig) -> str:
+    """Where the run computes: device, its name and torch's CPU threads."""
+    import platform
+
+    import torch
+
+    from faerec.training import resolve_device
+
+    device = resolve_device(config.train.device)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+    threads = config.train.num_threads or torch.get_num_threads()
+    return f"device {device} ({name}), {plural(threads, 'CPU thread')}"
 
 
 def _check_dataset(dataset: str) -> None:
@@ -148,7 +179,8 @@ def format_table(groups: list[GroupMetrics], ks: list[int]) -> str:
 def print_results(result: RunResult, stream: TextIO) -> None:
     ks = list(result.config["eval"]["ks"])
     print(
-        f"best epoch {result.best_epoch} (valid {result.select_metric} = {result.best_value:.4f}); "
+        f"best epoch {result.best_epoch + 1} (valid {result.select_metric} = "
+        f"{result.best_value:.4f}); "
         f"{plural(result.epochs_trained, 'epoch')}, stopped by {result.stop_reason}, "
         f"{result.seconds:.1f} s",
         file=stream,

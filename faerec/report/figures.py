@@ -242,7 +242,7 @@ def training_figure(summary: SearchSummary) -> Figure | None:
         ax.plot(
             weights["epoch"], weights["w_feat"], color=OKABE_ITO[1], label="w_feat (Barlow Twins)"
         )
-        ax.axvline(first.best_epoch, color="#555555", linestyle=":", linewidth=1.0)
+        ax.axvline(first.best_epoch + 1, color="#555555", linestyle=":", linewidth=1.0)
         ax.set_xlabel("Epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("Curriculum weight")
@@ -258,7 +258,7 @@ def training_figure(summary: SearchSummary) -> Figure | None:
         curve = curve[curve[column].notna()]
         colour = OKABE_ITO[(index + 2) % len(OKABE_ITO)]
         ax.plot(curve["epoch"], curve[column], color=colour, label=f"seed {seed}")
-        best = curve[curve["epoch"] == result.best_epoch]
+        best = curve[curve["epoch"] == result.best_epoch + 1]  # the frame counts from 1
         if not best.empty:
             ax.scatter(
                 best["epoch"],

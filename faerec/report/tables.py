@@ -882,7 +882,8 @@ def trial_counts_text(summary: SearchSummary) -> str:
 
 
 def final_seed_rows(cell: CellRecord) -> list[dict[str, Any]]:
-    """Per final seed: epochs trained, best epoch, stop reason, time, test NDCG@10 overall."""
+    """Per final seed: epochs trained, best epoch (counted from 1), stop reason, time, test
+    NDCG@10 overall."""
     rows = []
     for seed, result in cell.finals.items():
         overall = next((g for g in result.test or [] if g.group == "overall"), None)
@@ -890,7 +891,7 @@ def final_seed_rows(cell: CellRecord) -> list[dict[str, Any]]:
             {
                 "seed": seed,
                 "epochs": result.epochs_trained,
-                "best_epoch": result.best_epoch,
+                "best_epoch": result.best_epoch + 1,
                 "stop": result.stop_reason,
                 "seconds": result.seconds,
                 "select": f"{result.select_metric} = {fmt_value(result.best_value)}",
@@ -901,10 +902,11 @@ def final_seed_rows(cell: CellRecord) -> list[dict[str, Any]]:
 
 
 def curriculum_history(result: RunResult) -> pd.DataFrame:
-    """Per-epoch curriculum weights and validation metrics of one run's history."""
+    """Per-epoch curriculum weights and validation metrics of one run's history; ``epoch``
+    counts from 1, as every figure shows it (docs/store-layout.md)."""
     rows = []
     for report in result.history:
-        row: dict[str, Any] = {"epoch": report.epoch, "loss": report.loss}
+        row: dict[str, Any] = {"epoch": report.epoch + 1, "loss": report.loss}
         row.update(
             {f"w_{k}" if not k.startswith("w_") else k: v for k, v in report.weights.items()}
         )

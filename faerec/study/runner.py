@@ -43,7 +43,7 @@ from typing import Any, TextIO, cast
 import yaml
 
 from faerec.errors import FaerecError
-from faerec.study.progress import ProgressView
+from faerec.study.progress import ProgressView, show_trial_epoch
 from faerec.study.spec import Cell, StudySpec, changed_keys, spec_hash
 from faerec.study.store import (
     CellStore,
@@ -286,11 +286,13 @@ class CellMonitor:
             if isinstance(key, str) and key.startswith(VALID_PREFIX):
                 row[key[len(VALID_PREFIX) :]] = value
         self.epoch_rows[(number, int(result["epoch"]))] = row
+        show_trial_epoch(self.progress, self.spec, self.cell, number, result)
         self._epochs_dirty = True
         if time.monotonic() - self._last_epochs_write >= EPOCHS_WRITE_INTERVAL_S:
             self.write_epochs()
 
     def trial_finished(self, number: int) -> None:
+        self.progress.trial_done(self.cell.cell_id, number)
         self.refresh(write_files=True)
 
     # files and progress
@@ -491,6 +493,7 @@ class StudyRunner:
     def search_cell(self, cell: Cell) -> CellOutcome:
         import optuna
 
+        from faerec.study.reference import enqueue_reference, note_reference
         from faerec.study.searcher import (
             count_done,
             fail_stale_trials,
@@ -508,6 +511,7 @@ class StudyRunner:
             load_if_exists=True,
             directions=[cast(Any, o.direction) for o in self.spec.search.objectives],
         )
+        note_reference(self.progress, cell, enqueue_reference(study, self.spec, cell))
         target = self.spec.trials_for(cell)
         index = ExperimentIndex(cell_store.tune_dir)
         concurrency = 1
@@ -843,6 +847,7 @@ def touch_study_json(store: StudyStore) -> None:
 def write_results_csv(spec: StudySpec, store: StudyStore) -> int:
     """The tidy final-stage table over every cell and seed on disk."""
     from faerec.results import TIDY_COLUMNS
+    from faerec.study.reference import reference_result_rows
 
     rows: list[dict[str, Any]] = []
     for cell in spec.cells():
@@ -850,6 +855,7 @@ def write_results_csv(spec: StudySpec, store: StudyStore) -> int:
         for seed, result in cell_store.read_seeds().items():
             for row in result.tidy_rows(spec.name, seed):
                 rows.append({**row, "dataset": cell.dataset_label})
+        rows += reference_result_rows(spec, cell, cell_store)
     store.write_results(TIDY_COLUMNS, rows)
     return len(rows)
 

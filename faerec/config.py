@@ -176,8 +176,8 @@ class TrainConfig:
     patience: int = _doc("validations without improvement before stopping", default=10)
     eval_start_epoch: int = _doc(
         "first epoch (0-based) at which validation runs; the official star_test S means S + 1 "
-        "(the official code validates when epoch > S). If max_epochs ends earlier, the last "
-        "epoch is validated so that a best model always exists",
+        "(the official code validates when epoch > S). If max_epochs ends earlier, only the "
+        "last epoch is validated, so nothing is selected: train warns, a study refuses it",
         default=0,
     )
     eval_every: int = _doc("validate every k epochs once validation has started", default=1)

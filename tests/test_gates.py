@@ -119,7 +119,8 @@ def test_bilinear_gate_parameters_grow_as_rank_times_width() -> None:
 def test_bilinear_gate_values_lie_in_the_open_unit_interval() -> None:
     torch.manual_seed(1)
     gate = BilinearGate(hidden_size=16)
-    g = gate(torch.randn(4, 5, 16), torch.randn(4, 5, 16))
+    with torch.no_grad():
+        g = gate(torch.randn(4, 5, 16), torch.randn(4, 5, 16))
     assert g.shape == (4, 5, 16)
     assert bool(((g > 0) & (g < 1)).all())
     assert abs(float(g.mean()) - 0.5) < 0.1  # zero bias: it starts near an even mix

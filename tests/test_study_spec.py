@@ -196,6 +196,7 @@ BAD_CASES = [
         "5: resources.gpus_per_trial: expected a number >= 0, got -1",
     ),
     ("final: {seeds: -1}\n", "5: final.seeds: expected an integer >= 0, got -1"),
+    ("final: {reference: maybe}\n", "5: final.reference: expected true or false, got the text"),
     ("report: {formats: [md, pdf]}\n", "5: report.formats[1]: expected one of md, html, csv, tex"),
     ("storage: 12\n", "5: storage: expected a database URL such as sqlite:///optuna.db"),
 ]

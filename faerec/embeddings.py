@@ -335,16 +335,14 @@ def _bundled_rows(data: InteractionData, texts: list[str]) -> tuple[np.ndarray |
     if not matrix_path.is_file() or not text_path.is_file():
         return None, matches
     try:
-        matrix = np.load(matrix_path, allow_pickle=False)
+        matrix = read_item_matrix(matrix_path, data.num_items)
         lines = text_path.read_text(encoding="utf-8").split("\n")
-    except (OSError, ValueError, EOFError, UnicodeDecodeError) as error:
+    except (DataError, OSError, UnicodeDecodeError) as error:
         warnings.warn(
-            f"bundled embeddings {matrix_path} are unreadable ({error}); encoding all items",
+            f"bundled embeddings {matrix_path} are unusable ({error}); encoding all items",
             EmbeddingCacheWarning,
             stacklevel=3,
         )
-        return None, matches
-    if matrix.ndim != 2 or matrix.shape[0] != data.num_items + 1:
         return None, matches
     for line in lines:
         item, sep, text = line.partition("\t")
@@ -396,13 +394,17 @@ def _read_cache(path: Path, num_items: int) -> np.ndarray | None:
     if not path.exists():
         return None
     try:
-        matrix = np.load(path, allow_pickle=False)
+        with warnings.catch_warnings():  # numpy may warn while parsing a corrupt header
+            warnings.simplefilter("ignore")
+            matrix = np.load(path, allow_pickle=False)
         problem = ""
-        if matrix.ndim != 2 or matrix.shape[0] != num_items + 1 or matrix.shape[1] == 0:
+        if not isinstance(matrix, np.ndarray):
+            problem = "not a .npy matrix"
+        elif matrix.ndim != 2 or matrix.shape[0] != num_items + 1 or matrix.shape[1] == 0:
             problem = f"shape {list(matrix.shape)}, expected [{num_items + 1}, d]"
         elif matrix.dtype != np.float32 or not np.isfinite(matrix).all():
             problem = "expected finite float32 values"
-    except (OSError, ValueError, EOFError) as error:
+    except Exception as error:  # numpy's parser has no closed list of errors on corrupt bytes
         problem = f"unreadable: {error}"
     if problem:
         warnings.warn(

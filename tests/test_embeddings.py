@@ -153,7 +153,9 @@ def test_cache_hit_returns_the_stored_matrix(tiny_dataset: Path, tiny_cache: Pat
     assert np.array_equal(result.matrix, np.load(matrix_file))
 
 
-@pytest.mark.parametrize("damage", ["garbage bytes", "wrong shape"])
+@pytest.mark.parametrize(
+    "damage", ["garbage bytes", "wrong shape", "empty file", "broken header", "npz archive"]
+)
 def test_corrupt_cache_file_is_reported_and_recomputed(
     tiny_dataset: Path, tiny_cache: Path, tmp_path: Path, damage: str
 ) -> None:
@@ -163,6 +165,13 @@ def test_corrupt_cache_file_is_reported_and_recomputed(
     damaged = cache / original.name
     if damage == "garbage bytes":
         damaged.write_bytes(b"not a numpy file")
+    elif damage == "empty file":
+        damaged.write_bytes(b"")
+    elif damage == "broken header":  # numpy's header parser fails with tokenize errors
+        damaged.write_bytes(original.read_bytes().replace(b"}", b"(", 1))
+    elif damage == "npz archive":
+        with open(damaged, "wb") as handle:
+            np.savez(handle, matrix=np.load(original))
     else:
         np.save(damaged, np.zeros((4, 384), dtype=np.float32))
     with pytest.warns(EmbeddingCacheWarning, match="corrupt"):
@@ -230,6 +239,22 @@ def test_only_items_whose_text_changed_are_re_encoded(tiny_dataset: Path, tmp_pa
     kept = [1, 2, 4, 5, 6, 7, 8, 9, 10]
     assert np.array_equal(result.matrix[kept], fake_rows[kept].astype(np.float32))
     assert np.linalg.norm(result.matrix[3]) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_unusable_shipped_matrix_is_reported_and_every_item_encoded(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    data = load_dataset(str(tiny_dataset))
+    shipped = tmp_path / "emb"
+    shipped.mkdir()
+    (shipped / "matrix.npy").write_bytes(b"")  # a 0-byte file, e.g. an interrupted copy
+    (shipped / "item_text.txt").write_text("1\tx\n", encoding="utf-8")
+    with_shipped = replace(data, bundled_embedding=shipped / "matrix.npy")
+    with pytest.warns(EmbeddingCacheWarning, match="empty file"):
+        result = prepare_item_embeddings(
+            with_shipped, EmbeddingConfig(cache_dir=str(tmp_path / "c"))
+        )
+    assert (result.seeded_rows, result.encoded_rows) == (0, 10)
 
 
 # --- other sources --------------------------------------------------------------------------

@@ -177,7 +177,7 @@ def reference_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
         payload = real_run("faerec-no-gate", seed).to_dict()
         cell_store.reference_json(seed).write_text(json.dumps(payload))
     out = tmp_path_factory.mktemp("reports") / "refdemo"
-    build_report([store], out, formats=("md", "html"), command="faerec-study report refdemo")
+    build_report([store], out, formats=("md", "html", "tex"), command="faerec-study report refdemo")
     return out
 
 
@@ -209,3 +209,5 @@ def test_tuned_is_tested_against_the_defaults(reference_report: Path) -> None:
     assert "Improv. of tuning" in tuning
     html = (reference_report / "report.html").read_text()
     assert "Tuned against paper defaults" in html and "paper defaults" in html
+    tex = (reference_report / "report.tex").read_text()
+    assert r"\label{tab:tuning-ml-100k-sasrec}" in tex and "Improv. of tuning" in tex

@@ -122,6 +122,8 @@ def render_latex(model: ReportModel) -> str:
     ]
     for section in model.sections:
         lines += _table(section.main, section)
+        if section.tuning is not None:
+            lines += _table(section.tuning, section)
         if section.buckets is not None:
             lines += _table(section.buckets, section)
     return "\n".join(lines)

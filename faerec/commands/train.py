@@ -90,7 +90,7 @@ def run_train(args: argparse.Namespace) -> int:
     check_datasets([config])  # bad data: one FILE:LINE line, before torch loads or files appear
     notice = preset_notice(config, args.preset)
     if notice:
-        print(notice, file=sys.stderr)
+        say(notice)
     problem = selection_problem(config)
     if problem is not None:
         say(f"faerec-study train: warning: {problem}")

@@ -601,6 +601,16 @@ def test_raw_dump_whole_file_problems_name_a_line(
     assert words in message
 
 
+def test_plain_dump_named_gz_is_refused_on_line_1(tmp_path: Path) -> None:
+    reviews = tmp_path / "reviews.json.gz"
+    reviews.write_text(json.dumps(amazon_review(0)) + "\n", encoding="utf-8")
+    meta = tmp_path / "meta.json"
+    meta.write_text(AMAZON_META, encoding="utf-8")
+    message = refusal(lambda: preprocess_amazon(reviews, meta, tmp_path / "out", 1, 1), tmp_path)
+    assert_names(message, reviews, 1)
+    assert "not gzip data" in message
+
+
 # --------------------------------------------------------------------------- .npy matrices
 
 

@@ -281,14 +281,13 @@ def _records(
     except FileNotFoundError:
         raise DataError("file not found", path=path) from None
     except (gzip.BadGzipFile, EOFError, zlib.error) as error:
-        problem = "ends early (truncated)" if isinstance(error, EOFError) else "is corrupt"
-        if line_number == 0 and not isinstance(error, EOFError):
-            problem = "is not gzip data"
-        raise DataError(
-            f"the gzip stream {problem} here; expected a complete .gz file",
-            path=path,
-            line=line_number + 1,
-        ) from None
+        if isinstance(error, EOFError):
+            problem = "the gzip data end early here (a truncated download or copy?)"
+        elif line_number == 0:
+            problem = "not gzip data, though the name ends in .gz (name a plain file without .gz)"
+        else:
+            problem = "the gzip data are corrupt here (expected a complete .gz file)"
+        raise DataError(problem, path=path, line=line_number + 1) from None
     except IsADirectoryError:
         raise DataError("expected a file, got a folder", path=path) from None
     except OSError as error:

@@ -610,6 +610,7 @@ def declared_preset_as(dataset: str) -> tuple[str, str]:
     from pathlib import Path
 
     from faerec.data.loaders import DATASET_FILE, read_dataset_json
+    from faerec.data.parsing import json_key_line, read_lines
     from faerec.errors import DataError
 
     path = Path(dataset).expanduser()
@@ -618,7 +619,9 @@ def declared_preset_as(dataset: str) -> tuple[str, str]:
     value = read_dataset_json(meta_path).get("preset_as", "")
     if value and value not in PRESET_AS:
         raise DataError(
-            f"'preset_as': expected one of {', '.join(PRESET_AS)}, got {value!r}", path=meta_path
+            f"'preset_as': expected one of {', '.join(PRESET_AS)}, got {value!r}",
+            path=meta_path,
+            line=json_key_line("\n".join(read_lines(meta_path)), "preset_as"),
         )
     return value, (str(meta_path) if value else "")
 

@@ -128,9 +128,9 @@ def test_a_study_fixed_override_sets_it_too(tmp_path: Path) -> None:
     assert sources["data.preset_as"] == "spec"
 
 
-def test_bad_preset_as_in_dataset_json_names_the_file(tmp_path: Path) -> None:
+def test_bad_preset_as_in_dataset_json_names_the_file_and_line(tmp_path: Path) -> None:
     folder = _folder(tmp_path, {"preset_as": "fashion"})
-    with pytest.raises(DataError, match=r"dataset\.json: 'preset_as': expected one of beauty"):
+    with pytest.raises(DataError, match=r"dataset\.json:\d+: 'preset_as': expected one of beauty"):
         resolve_config(str(folder), "sasrec", "faerec")
 
 

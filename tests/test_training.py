@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -352,3 +354,36 @@ def test_compiled_encoder_gives_the_same_losses_and_weights_names() -> None:
             expected = float(plain.calculate_loss(batch, 0).total)
             ours = float(compiled.calculate_loss(batch, 0).total)
         assert ours == pytest.approx(expected, rel=1e-5)
+
+
+# --- no Ray on a bare GPU machine ---------------------------------------------------------------
+
+NO_RAY_TRAIN = """
+import sys
+
+
+class NoRayOrOptuna:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("ray", "optuna"):
+            raise ImportError(name + " is blocked")
+        return None
+
+
+sys.meta_path.insert(0, NoRayOrOptuna())
+from faerec.cli import main
+
+code = main(["train", "--dataset", "ml-100k", "--quiet", "--set", "train.max_epochs=1",
+             "--set", "model.hidden_size=8", "--set", "data.max_seq_length=10",
+             "--set", "train.device=cpu", "--set", "train.num_threads=1"])
+assert not {"ray", "optuna"} & set(sys.modules), sorted({"ray", "optuna"} & set(sys.modules))
+sys.exit(code)
+"""
+
+
+def test_train_command_runs_without_ray_or_optuna() -> None:
+    # a GPU machine for benchmarks may have neither (benchmarks/gpu_check.sh)
+    done = subprocess.run(
+        [sys.executable, "-c", NO_RAY_TRAIN], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "stopped by max_epochs" in done.stdout

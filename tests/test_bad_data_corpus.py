@@ -889,3 +889,25 @@ def test_prepare_prints_no_python_warning_for_a_bad_literal_line(tmp_path: Path)
     meta.write_text(AMAZON_META, encoding="utf-8")
     argv = ["prepare", "amazon", "--reviews", str(reviews), "--meta", str(meta)]
     assert_cli_refuses([*argv, "--out", str(tmp_path / "out")], tmp_path, reviews, 2)
+
+
+def test_resume_refuses_data_that_went_bad_before_writing_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The study was started on good data; the file has since been damaged."""
+    from faerec.atomic import write_json_atomic
+    from faerec.study.spec import parse_spec_text
+    from faerec.study.store import StudyStore
+
+    folder = write_generic(tmp_path / "shop", good_sequences(), good_items())
+    spec = parse_spec_text(study_spec(tmp_path).read_text(), "spec.yaml", tmp_path)
+    store = StudyStore(tmp_path / "studies" / "bad")
+    cells = [cell.cell_id for cell in spec.cells()]
+    write_json_atomic(store.study_json, {"name": "bad", "spec": spec.to_dict(), "cells": cells})
+    (folder / "sequences.txt").write_text("1 1 2\n2 1 nan\n", encoding="utf-8")
+    before = listing(tmp_path)
+    argv = ["resume", "bad", "--studies-dir", str(tmp_path / "studies")]
+    assert main([*argv, "--reports-dir", str(tmp_path / "reports")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"faerec-study: error: {folder.resolve() / 'sequences.txt'}:2: ")
+    assert listing(tmp_path) == before

@@ -117,6 +117,8 @@ def read_lines(path: Path) -> list[str]:
     if text.startswith(_BOM):
         decode_line(data.split(b"\n", 1)[0], path, 1)  # refuses it with the one message
     lines = text.replace("\r\n", "\n").split("\n")
+    if lines[-1].endswith("\r"):
+        lines[-1] = lines[-1][:-1]  # a CRLF file whose last line lost its LF
     if lines[-1] == "":
         lines.pop()  # the final line break ends the last line; it does not start a new one
     return lines

@@ -254,14 +254,6 @@ def _cache_file(folder: Path, data: InteractionData, key: str) -> Path:
 # --- .npy source ----------------------------------------------------------------------------
 
 
-def _load_npy_matrix(path: Path, num_items: int) -> np.ndarray:
-    """The ``embedding.model`` .npy matrix, checked by the data layer's one .npy reader."""
-    try:
-        return read_item_matrix(path, num_items)
-    except DataError as error:
-        raise ConfigError(f"embedding.model: {error}") from None
-
-
 # --- the encoder ----------------------------------------------------------------------------
 
 
@@ -431,7 +423,9 @@ def prepare_item_embeddings(
 ) -> ItemEmbeddings:
     """The item embedding matrix with its provenance (cache hit, computed, or a .npy file)."""
     if config.model.lower().endswith(".npy"):
-        matrix = _load_npy_matrix(Path(config.model).expanduser(), data.num_items)
+        matrix = read_item_matrix(
+            Path(config.model).expanduser(), data.num_items, named_by="embedding.model"
+        )
         return ItemEmbeddings(matrix=matrix, source="npy", cache_path=None)
     template = config.template or data.text_template
     texts = render_item_texts(data, template)

@@ -712,7 +712,8 @@ def test_bad_npy_as_embedding_model_is_refused_naming_the_npy(
         message = refusal(
             lambda: prepare_item_embeddings(dataset, EmbeddingConfig(model=str(matrix))), root
         )
-        assert message.startswith(f"embedding.model: {matrix}: "), message
+        assert_names(message, matrix, None)
+        assert message.endswith("(named by embedding.model)"), message
         config = resolve_config(
             str(folder), "sasrec", "faerec", "none", {"embedding.model": str(matrix)}
         )
@@ -841,8 +842,8 @@ def test_embed_refuses_a_zero_byte_npy_in_one_line(tmp_path: Path) -> None:
     completed = run_cli(["embed", "--dataset", str(folder), "--model", str(matrix)], tmp_path)
     assert completed.returncode == 2 and "Traceback" not in completed.stderr
     assert completed.stderr.splitlines() == [
-        f"faerec-study: error: embedding.model: {matrix}: empty file (0 bytes); expected a .npy "
-        "matrix"
+        f"faerec-study: error: {matrix}: empty file (0 bytes); expected a .npy matrix (named by "
+        "embedding.model)"
     ]
 
 

@@ -18,7 +18,7 @@ from faerec.embeddings import (
     prepare_item_embeddings,
     render_item_texts,
 )
-from faerec.errors import ConfigError
+from faerec.errors import ConfigError, DataError
 
 TINY_TEMPLATE = "Title: {title}; Tags: {tags}"
 
@@ -270,10 +270,10 @@ def test_npy_matrix_with_one_row_per_item_is_used_as_is(tiny_dataset: Path, tmp_
     assert np.allclose(loaded[1:], matrix[1:])
 
 
-def test_npy_matrix_with_wrong_shape_is_a_config_error(tiny_dataset: Path, tmp_path: Path) -> None:
+def test_npy_matrix_with_wrong_shape_is_refused(tiny_dataset: Path, tmp_path: Path) -> None:
     path = tmp_path / "emb.npy"
     np.save(path, np.zeros((10, 7), dtype=np.float32))  # forgot the padding row
-    with pytest.raises(ConfigError, match=r"expected a matrix of shape \[11, d\].*got \[10, 7\]"):
+    with pytest.raises(DataError, match=r"expected a matrix of shape \[11, d\].*got \[10, 7\]"):
         load_item_embeddings(load_dataset(str(tiny_dataset)), EmbeddingConfig(model=str(path)))
 
 

@@ -67,9 +67,10 @@ class BilinearGate(nn.Module):
     i.e. the bilinear form ``x_id^T W_k x_llm + b_k`` with ``W_k = sum_j P_kj u_j v_j^T``: every
     ``W_k`` has rank at most ``r`` and all d of them share the r factor pairs (u_j, v_j). This is
     this project's own definition. The full form (``nn.Bilinear(d, d, d)``, one free d x d
-    matrix per dimension) has d^3 weights (2.1 M at d = 128) and made a Beauty epoch several
-    times slower than the dimension gate; the factorised one has ``3 r d + d`` weights (12.4 k at
-    d = 128, r = 32) and costs about ``3 r d`` multiply-adds per token (see docs/benchmarks.md).
+    matrix per dimension) has d^3 weights (2.1 M at d = 128) and made a Beauty training batch
+    20-30 times slower than the dimension gate; the factorised one has ``3 r d + d`` weights
+    (12.4 k at d = 128, r = 32), costs about ``3 r d`` multiply-adds per token, and trains as fast
+    as the other gates (benchmarks/bench_gates.py, docs/benchmarks.md).
     U, V and P keep PyTorch's default init and the bias starts at zero, so the gate starts
     near 0.5 like the dimension gate.
     """

@@ -22,7 +22,7 @@ case "${1:-}" in
 esac
 OUT="${OUT:-$(mktemp -d -t faerec-gpu-check-XXXXXX)}"
 mkdir -p "$OUT"
-PY="${PYTHON:-python}"
+PY="${PYTHON:-$(command -v python || command -v python3)}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # the whole check must end within this many seconds; each step gets at most what is left
 BUDGET_S="${GPU_CHECK_BUDGET_S:-470}"

@@ -21,6 +21,7 @@ from faerec.training import (
     CHECKPOINT_FILE,
     NAN_CHECK_EVERY,
     NegativeSampler,
+    _config_differences,
     _LossAccumulator,
     batch_to_device,
     compile_backbone,
@@ -321,6 +322,17 @@ def test_bf16_autocast_trains_faerec_on_cpu() -> None:
     fp32, bf16 = (run.history[0] for run in runs)
     assert bf16.loss == pytest.approx(fp32.loss, rel=1e-2)
     assert bf16.loss_parts.keys() == fp32.loss_parts.keys()
+
+
+def test_resume_accepts_a_switched_compile_but_not_a_switched_precision() -> None:
+    # compile changes how fast the same function runs; precision changes the numbers
+    saved = tiny_config().to_dict()
+    compiled = tiny_config({"train.compile": True}).to_dict()
+    assert _config_differences(saved, compiled) == []
+    bf16 = tiny_config({"train.precision": "bf16"}).to_dict()
+    assert _config_differences(saved, bf16) == [
+        "train.precision: 'fp32' in the checkpoint, 'bf16' now"
+    ]
 
 
 def test_unknown_precision_is_a_config_error() -> None:

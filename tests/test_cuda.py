@@ -216,11 +216,12 @@ def test_short_runs_agree(backbone: str) -> None:
 # --- the speed features on the device -----------------------------------------------------------
 
 
-def test_bf16_autocast_runs_close_to_fp32() -> None:
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_bf16_autocast_runs_close_to_fp32(backbone: str) -> None:
     budget = {"train.max_epochs": 2, "train.device": str(DEVICE)}
-    fp32 = run_trial(small_config("sasrec", "faerec", **budget), evaluate_test=False)
+    fp32 = run_trial(small_config(backbone, "faerec", **budget), evaluate_test=False)
     bf16 = run_trial(
-        small_config("sasrec", "faerec", **budget, **{"train.precision": "bf16"}),
+        small_config(backbone, "faerec", **budget, **{"train.precision": "bf16"}),
         evaluate_test=False,
     )
     for mine, reference in zip(bf16.history, fp32.history, strict=True):

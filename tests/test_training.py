@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from faerec.config import RunConfig, resolve_config
+from faerec.config import BACKBONES, RunConfig, resolve_config
 from faerec.data import leave_one_out, load_dataset, popularity_groups
 from faerec.errors import ConfigError, TrainingError
 from faerec.models import build_model
@@ -313,10 +313,17 @@ def test_bf16_autocast_runs_on_cpu_with_close_metrics(
         assert ours.valid["ndcg@20"] == pytest.approx(reference.valid["ndcg@20"], abs=5e-3)
 
 
-def test_bf16_autocast_trains_faerec_on_cpu() -> None:
-    # FAERec's fused InfoNCE runs in float32 inside autocast; its backward must accept that
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_bf16_autocast_trains_faerec_on_cpu(backbone: str) -> None:
+    # float32 islands inside autocast: FAERec's fused InfoNCE (its backward must accept them)
+    # and LRURec's complex recurrence (there is no complex bfloat16)
     runs = [
-        run_trial(tiny_config({"train.max_epochs": 1, **p}, "faerec"), evaluate_test=False)
+        run_trial(
+            resolve_config(
+                "ml-100k", backbone, "faerec", "none", {**TINY, "train.max_epochs": 1, **p}
+            ),
+            evaluate_test=False,
+        )
         for p in ({}, {"train.precision": "bf16"})
     ]
     fp32, bf16 = (run.history[0] for run in runs)

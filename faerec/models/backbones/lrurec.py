@@ -111,7 +111,9 @@ class LinearRecurrentUnit(nn.Module):
     def driving_inputs(self, tokens: Tensor) -> Tensor:
         """[M, d] -> [M, N] complex gamma * (B x + b)."""
         real, imaginary = self.input_projection(tokens).chunk(2, dim=-1)
-        return torch.complex(real, imaginary) * torch.exp(self.gamma_log)
+        # complex64 even when autocast made the projection bfloat16 (there is no complex bf16,
+        # and the recurrence is the step that needs the precision)
+        return torch.complex(real.float(), imaginary.float()) * torch.exp(self.gamma_log)
 
     def recurrent_states(self, tokens: Tensor, step_in_sequence: Tensor) -> Tensor:
         """[M, d] packed tokens, [M] step of each within its sequence -> [M, N] complex states."""

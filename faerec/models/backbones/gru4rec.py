@@ -70,7 +70,10 @@ class GRU4Rec(Backbone):
         packed = pack_padded_sequence(
             real_first, real_per_row.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False
         )
-        outputs, _ = self.gru(packed)
+        # the recurrence in float32 even under bf16 autocast: errors compound over the steps,
+        # and cuDNN's packed RNN is not sure to take bfloat16
+        with torch.autocast(inputs.device.type, enabled=False):
+            outputs, _ = self.gru(packed)
         outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=length)
         outputs = rotate_rows(outputs, real_per_row)
         layout = TokenLayout.from_mask(padding_mask)

@@ -1,28 +1,29 @@
 """Ray Tune's OptunaSearch, made to keep an honest Optuna study (docs/ray-tune-notes.md §Searcher).
 
 Stock ``OptunaSearch`` records a trial that the scheduler stopped early as COMPLETE with its
-early value, which misleads TPE; crashes on a trial id it does not know (after a restore); and
+early value, which misleads TPE; raises when told about a trial Optuna has already finished; and
 has no place for a trial's error, epochs or run time. :class:`StudyOptunaSearch` fixes those:
 
 * COMPLETE only when the trainable says it finished (its last report carries ``trial_finished``);
   a trial stopped by the scheduler becomes PRUNED with its last value kept as an intermediate
   value; a trial that reports ``trial_error`` (or whose worker died) becomes FAIL with the message
   in the user attribute ``error``;
-* results for unknown trial ids are ignored;
-* on restore from a Tune snapshot, Optuna trials left RUNNING by a killed driver that Tune will not
-  resume are failed (``stale``) and their parameters enqueued once, and the sampler is reseeded
-  with ``seed + len(trials)`` so that it does not propose again what it already proposed.
+* Optuna is the record of finished trials: a result or an end for a trial that Optuna already
+  holds as finished (or for a trial id it does not know) is ignored, never an error;
+* every trial records its Tune folder (user attribute ``tune_trial``), and a retry of an
+  interrupted trial gets the folders of its earlier attempts, to resume from their checkpoint
+  (:mod:`faerec.study.retry`);
+* the sampler is seeded with ``seed + number of trials so far``, so that a study continued by a
+  new Tune experiment is not proposed again what it already ran.
 
 The driver follows the search through a *monitor* registered under the cell id (see
-:func:`register_monitor`); the searcher holds only the id, so its pickled snapshots stay small and
-a restored searcher finds the live monitor of the new driver.
+:func:`register_monitor`); the searcher holds only the id, so its pickled snapshots stay small.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
 from typing import Any, Protocol
 
 import optuna
@@ -30,13 +31,14 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import MedianStoppingRule, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from faerec.study.retry import RETRY_ATTR, TUNE_TRIAL_ATTR, attempt_dirs, trial_dir_name
 from faerec.study.space import SearchSpace, build_sampler
-from faerec.study.store import count_trials
 from faerec.study.store import open_storage as open_storage  # re-export: older imports
 from faerec.study.trainable import (
     EPOCHS_KEY,
     ERROR_KEY,
     FINISHED_KEY,
+    RESUME_KEY,
     SECONDS_KEY,
     TRIAL_NUMBER_KEY,
 )
@@ -64,7 +66,7 @@ def register_monitor(cell_id: str, monitor: SearchMonitor | None) -> None:
 
 
 class StudyOptunaSearch(OptunaSearch):
-    """OptunaSearch with PRUNED/FAIL bookkeeping, stale-trial repair and sampler reseeding."""
+    """OptunaSearch with PRUNED/FAIL bookkeeping, idempotent ends and resumable retries."""
 
     def __init__(
         self,
@@ -76,6 +78,8 @@ class StudyOptunaSearch(OptunaSearch):
         cell_id: str,
         sampler_kind: str,
         base_seed: int,
+        tune_dir: str,
+        experiment: str,
     ) -> None:
         study = optuna.load_study(study_name=study_name, storage=storage)
         sampler = build_sampler(sampler_kind, base_seed + len(study.trials), space)
@@ -88,9 +92,8 @@ class StudyOptunaSearch(OptunaSearch):
             storage=storage,
         )
         self._cell_id = cell_id
-        self._search_space = space
-        self._sampler_kind = sampler_kind
-        self._base_seed = base_seed
+        self._tune_dir = tune_dir
+        self._experiment = experiment
 
     @property
     def _study(self) -> optuna.Study:
@@ -103,47 +106,49 @@ class StudyOptunaSearch(OptunaSearch):
         config = super().suggest(trial_id)
         if not isinstance(config, dict):
             return config
-        number = self._ot_trials[trial_id].number
+        ot_trial = self._ot_trials[trial_id]
+        storage = self._study._storage
+        where = f"{self._experiment}/{trial_dir_name(trial_id)}"
+        storage.set_trial_user_attr(ot_trial._trial_id, TUNE_TRIAL_ATTR, where)
+        frozen = storage.get_trial(ot_trial._trial_id)
+        retry_of = frozen.user_attrs.get(RETRY_ATTR)
+        suggested: dict[str, Any] = {**config, TRIAL_NUMBER_KEY: frozen.number}
+        if retry_of is not None:
+            trials = self._study.get_trials(deepcopy=False)
+            suggested[RESUME_KEY] = attempt_dirs(trials, frozen, self._tune_dir)
         monitor = _MONITORS.get(self._cell_id)
         if monitor is not None:
-            monitor.trial_started(number, dict(config))
-        return {**config, TRIAL_NUMBER_KEY: number}
+            monitor.trial_started(frozen.number, dict(config))
+        return suggested
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is None or trial_id in self._completed_trials:
+        if self._finished(trial_id):
             return
+        ot_trial = self._ot_trials[trial_id]
         self._notify_result(ot_trial.number, result)
         if isinstance(self.metric, list) or FINISHED_KEY in result:
             return  # no intermediate values with several objectives; the closing report is no epoch
         value = _finite(result.get(self.metric))
-        step = result.get("training_iteration")
+        step = result.get(EPOCHS_KEY)
         if value is not None and step is not None:
-            with warnings.catch_warnings():  # a resumed trial re-reports steps Optuna already has
-                warnings.simplefilter("ignore")
-                ot_trial.report(value, int(step))
+            self._report(ot_trial, value, int(step))
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
-        ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is None:
+        if self._finished(trial_id):
             return
-        if trial_id in self._completed_trials:
-            self._keep_resumed_result(ot_trial, result, error)
-            return
+        ot_trial = self._ot_trials[trial_id]
         result = result or {}
         state, values, message = self._outcome(result, error)
         if state == TrialState.PRUNED and values and not isinstance(self.metric, list):
-            step = int(result.get("training_iteration") or 0)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ot_trial.report(values[0], step)
+            self._report(ot_trial, values[0], int(result.get(EPOCHS_KEY) or 0))
+        storage = self._study._storage
         for key, attr in ((EPOCHS_KEY, "epochs"), (SECONDS_KEY, "seconds")):
             if result.get(key) is not None:
-                ot_trial.set_user_attr(attr, result[key])
+                storage.set_trial_user_attr(ot_trial._trial_id, attr, result[key])
         if message:
-            ot_trial.set_user_attr("error", message)
+            storage.set_trial_user_attr(ot_trial._trial_id, "error", message)
         # the result a scheduler stopped the trial on reaches the searcher only here
         self._notify_result(ot_trial.number, result)
         try:
@@ -153,23 +158,34 @@ class StudyOptunaSearch(OptunaSearch):
         except RuntimeError:
             # GridSampler calls study.stop() once the grid is covered, which only works inside
             # optimize(); Optuna has stored the trial by then, and our target stops the search.
-            if self._study._storage.get_trial(ot_trial._trial_id).state != state:
+            if storage.get_trial(ot_trial._trial_id).state != state:
                 raise
         self._completed_trials.add(trial_id)
         monitor = _MONITORS.get(self._cell_id)
         if monitor is not None:
             monitor.trial_finished(ot_trial.number)
 
-    def restore(self, checkpoint_path: str) -> None:
-        super().restore(checkpoint_path)
-        live = {t.number for tid, t in self._ot_trials.items() if tid not in self._completed_trials}
-        fail_stale_trials(self._study, keep=live)
-        self._sampler = build_sampler(
-            self._sampler_kind, self._base_seed + len(self._study.trials), self._search_space
-        )
-        self._study.sampler = self._sampler
-
     # -- helpers -------------------------------------------------------------------------------
+
+    def _finished(self, trial_id: str) -> bool:
+        """Whether Tune's news about ``trial_id`` must be ignored: a trial this searcher does not
+        know, or one that Optuna already holds as finished (told once, never again)."""
+        if trial_id in self._completed_trials:
+            return True
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None:
+            return True
+        if self._study._storage.get_trial(ot_trial._trial_id).state.is_finished():
+            self._completed_trials.add(trial_id)
+            return True
+        return False
+
+    def _report(self, ot_trial: optuna.Trial, value: float, step: int) -> None:
+        """An intermediate value at ``step`` epochs (a resumed trial re-reports steps Optuna
+        already has: Optuna keeps the first and warns, which says nothing new here)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ot_trial.report(value, step)
 
     def _metrics(self) -> list[str]:
         return list(self.metric) if isinstance(self.metric, list) else [self.metric]
@@ -200,29 +216,6 @@ class StudyOptunaSearch(OptunaSearch):
             return TrialState.FAIL, None, "stopped before its first validation"
         return TrialState.PRUNED, finite, None
 
-    def _keep_resumed_result(
-        self, ot_trial: optuna.Trial, result: dict[str, Any] | None, error: bool
-    ) -> None:
-        """A trial Tune resumed after it was told FAIL: keep its result as a new Optuna trial."""
-        if error or not result:
-            return
-        state, values, _ = self._outcome(result, error)
-        if state != TrialState.COMPLETE or values is None:
-            return
-        frozen = self._study._storage.get_trial(ot_trial._trial_id)
-        self._study.add_trial(
-            optuna.trial.create_trial(
-                params=frozen.params,
-                distributions=frozen.distributions,
-                values=values,
-                user_attrs={
-                    "retry_of": frozen.number,
-                    "epochs": result.get(EPOCHS_KEY),
-                    "seconds": result.get(SECONDS_KEY),
-                },
-            )
-        )
-
     def _notify_result(self, number: int, result: dict[str, Any]) -> None:
         monitor = _MONITORS.get(self._cell_id)
         if monitor is not None:
@@ -243,35 +236,3 @@ class ContinuingMedianStoppingRule(MedianStoppingRule):
 
     def _on_insufficient_samples(self, tune_controller: Any, trial: Any, time: float) -> str:
         return str(TrialScheduler.CONTINUE)
-
-
-# --- study-level helpers (also used by the driver) ---------------------------------------------
-
-
-def fail_stale_trials(
-    study: optuna.Study, keep: set[int] | frozenset[int] = frozenset()
-) -> list[int]:
-    """Fail RUNNING trials that nothing will finish, and enqueue their parameters once.
-
-    Only safe with a single coordinator (the notes' P17): a second driver on the same study would
-    fail the first one's live trials. A retry that is itself left stale is not enqueued again.
-    """
-    failed: list[int] = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.number in keep:
-            continue
-        storage = study._storage
-        storage.set_trial_user_attr(trial._trial_id, "stale", True)
-        storage.set_trial_user_attr(
-            trial._trial_id, "error", "interrupted: the driver stopped while this trial ran"
-        )
-        study.tell(trial.number, state=TrialState.FAIL)
-        if "retry_of" not in trial.user_attrs:
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-        failed.append(trial.number)
-    return failed
-
-
-def count_done(trials: Sequence[optuna.trial.FrozenTrial]) -> int:
-    """Trials that count towards the target (:func:`faerec.study.store.count_trials`)."""
-    return count_trials(trials).done

@@ -21,13 +21,23 @@ What it reports (the searcher and the driver read these keys):
 
 from __future__ import annotations
 
+import json
+import shutil
+import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 #: config keys the driver adds to every trial (besides the searched parameters)
 CELL_KEY = "faerec_cell"
 TRIAL_NUMBER_KEY = "faerec_trial"
+#: the Tune folders of earlier attempts of a retried trial, newest first (faerec.study.retry)
+RESUME_KEY = "faerec_resume_from"
+#: in the first result of a trial resumed from a checkpoint: its earlier epochs' results (JSON)
+HISTORY_KEY = "faerec_earlier_epochs"
+#: the config keys that are not the trial's parameters
+DRIVER_KEYS = (CELL_KEY, TRIAL_NUMBER_KEY, RESUME_KEY)
 #: result keys
 FINISHED_KEY = "trial_finished"
 ERROR_KEY = "trial_error"
@@ -133,7 +143,7 @@ def train_trial(config: dict[str, Any]) -> None:
 
     started = time.perf_counter()
     cell = config[CELL_KEY]
-    params = {k: v for k, v in config.items() if k not in (CELL_KEY, TRIAL_NUMBER_KEY)}
+    params = {k: v for k, v in config.items() if k not in DRIVER_KEYS}
     assigned = ray.get_runtime_context().get_assigned_resources()
     overrides = {**placement_overrides(assigned), **cell["overrides"], **params}
 
@@ -153,18 +163,24 @@ def train_trial(config: dict[str, Any]) -> None:
 
     tracker = ObjectiveTracker(cell["objectives"], run_config.train.select_metric)
 
+    earlier: list[dict[str, Any]] = []
+
     def on_epoch(report: Any) -> None:
         result = tracker.epoch_result(report)
         result[SECONDS_KEY] = seconds()
+        if earlier:  # the epochs the checkpoint holds, once: the driver's epochs.csv gets them all
+            result[HISTORY_KEY] = json.dumps(earlier)
+            earlier.clear()
         if report.checkpoint_dir:
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(report.checkpoint_dir))
         else:
             tune.report(result)
 
     with tempfile.TemporaryDirectory(prefix="faerec-trial-") as workdir:
-        checkpoint = tune.get_checkpoint()
-        if checkpoint is not None:
-            checkpoint.to_directory(workdir)
+        history = restore_checkpoint(
+            Path(workdir), tune.get_checkpoint(), config.get(RESUME_KEY) or []
+        )
+        earlier += [tracker.epoch_result(report) for report in history]
         try:
             run = run_trial(
                 run_config, on_epoch=on_epoch, checkpoint_dir=workdir, evaluate_test=False
@@ -175,3 +191,76 @@ def train_trial(config: dict[str, Any]) -> None:
     final = tracker.final_result(run)
     final[SECONDS_KEY] = run.seconds  # the run's own time, across restarts from checkpoints
     tune.report(final)
+
+
+def restore_checkpoint(workdir: Path, tune_checkpoint: Any, attempt_dirs: list[str]) -> list[Any]:
+    """Fill ``workdir`` with the newest readable checkpoint of this trial; returns the epochs it
+    holds (:class:`faerec.results.EpochReport`; empty: the trial starts from scratch).
+
+    Candidates, in order: Tune's own checkpoint of this trial (Tune restarting it after its
+    worker died), then the checkpoints of earlier attempts of a retried trial (folders from
+    :func:`faerec.study.retry.attempt_dirs`, each newest checkpoint first). A checkpoint that is
+    missing or cut short (its driver was killed while it was copied) is skipped, so a trial
+    never fails for want of one.
+    """
+    candidates: list[tuple[str, Any]] = []
+    if tune_checkpoint is not None:
+        candidates.append((str(tune_checkpoint.path), tune_checkpoint.to_directory))
+    for folder in attempt_dirs:
+        for found in sorted(Path(folder).glob("checkpoint_*"), reverse=True):
+            candidates.append((str(found), lambda to, found=found: _copy_tree(found, to)))
+    for where, fill in candidates:
+        _empty(workdir)
+        try:
+            fill(str(workdir))
+        except Exception as error:  # a folder deleted or half-copied under us
+            _warn(f"checkpoint {where} is unusable ({error_message(error)})")
+            continue
+        history, problem = read_checkpoint(workdir)
+        if problem is None:
+            _warn(f"resuming from {where}")
+            return history
+        _warn(f"checkpoint {where} is unusable ({problem})")
+    _empty(workdir)
+    if candidates:
+        _warn("no usable checkpoint: the trial starts from scratch")
+    return []
+
+
+def read_checkpoint(folder: Path) -> tuple[list[Any], str | None]:
+    """(the epochs of the checkpoint in ``folder``, why training cannot resume from it or None)."""
+    import torch
+
+    from faerec.results import EpochReport
+    from faerec.training import CHECKPOINT_FILE, CHECKPOINT_FORMAT
+
+    path = folder / CHECKPOINT_FILE
+    if not path.is_file():
+        return [], f"no {CHECKPOINT_FILE}"
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        return [], f"{CHECKPOINT_FILE} cannot be read: {error_message(error)}"
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        return [], f"{CHECKPOINT_FILE} is not a format-{CHECKPOINT_FORMAT} checkpoint"
+    try:
+        return [EpochReport(**report) for report in payload.get("history", [])], None
+    except TypeError as error:
+        return [], f"{CHECKPOINT_FILE} has an unknown epoch history ({error})"
+
+
+def _copy_tree(source: Path, target: str) -> None:
+    shutil.copytree(source, target, dirs_exist_ok=True)
+
+
+def _empty(folder: Path) -> None:
+    for child in folder.iterdir():
+        if child.is_dir():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def _warn(text: str) -> None:
+    """To the trial's log (the worker's stderr)."""
+    print(f"faerec-study trial: {text}", file=sys.stderr, flush=True)

@@ -1,0 +1,102 @@
+"""Ctrl-C and SIGTERM in the driver: a first signal stops gently, a second one at once.
+
+A first SIGINT or SIGTERM only sets a flag: the Tune experiment sees it through
+:class:`faerec.study.tune_setup.InterruptStopper` and stops once the epochs in flight end (their
+checkpoints are kept), the final stage stops at its next poll. One line on stderr says so at
+once, because with slow trials that wait can be minutes. A second signal raises :class:`StopNow`
+wherever the driver is: nothing in flight is waited for, and those epochs are simply trained
+again on resume (docs/study-spec.md, "Running, resuming, changing a study"). Either way the
+study ends with :class:`StudyInterrupted` (exit code 3).
+
+Ray's ``ray.init()`` installs a SIGTERM handler that aborts the process, so the guard takes
+SIGTERM back afterwards (:meth:`InterruptGuard.reinstall`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from faerec.errors import FaerecError
+
+
+class StudyInterrupted(FaerecError):
+    """Ctrl-C or SIGTERM: the state is saved; running the study again resumes it."""
+
+    exit_code = 3
+
+
+class StopNow(KeyboardInterrupt):
+    """A second Ctrl-C or SIGTERM: leave now (a KeyboardInterrupt, so no ``except Exception``
+    on the way, Ray Tune's included, swallows it)."""
+
+
+def _say(text: str) -> None:
+    """One line on stderr, written with a single system call: safe inside a signal handler,
+    where the interrupted code may be half-way through a print of its own."""
+    with contextlib.suppress(OSError):
+        os.write(2, (text + "\n").encode())
+
+
+class InterruptGuard:
+    """Remembers the first SIGINT/SIGTERM and tells the user what it waits for; raises
+    :class:`StopNow` on the second.
+
+    ``pending`` says what a gentle stop waits for (e.g. "the current epoch of 2 trials"); the
+    driver sets it to follow its stage. It runs inside the signal handler, so it must only read
+    plain attributes (no locks, no I/O).
+    """
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self.pending: Callable[[], str | None] = lambda: None
+        self._previous: dict[int, Any] = {}
+        self._active = False
+
+    def __enter__(self) -> InterruptGuard:
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        self._active = True
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, self._on_signal)
+        return self
+
+    def reinstall(self) -> None:
+        """ray.init() installs a SIGTERM handler that aborts the process; take SIGTERM back."""
+        if self._active:
+            signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.interrupted:
+            _say(f"faerec-study: {name} again: stopping now")
+            raise StopNow
+        self.interrupted = True
+        _say(f"faerec-study: {name}: {self.first_message()}")
+
+    def first_message(self) -> str:
+        """What the first signal does, in one line."""
+        waiting = self.pending()
+        if not waiting:
+            return "stopping"
+        return (
+            f"stopping after {waiting}; press Ctrl-C again (or send SIGTERM again) to stop now "
+            "(the unfinished epochs are trained again on resume)"
+        )
+
+    def check(self) -> None:
+        if self.interrupted:
+            raise StudyInterrupted("interrupted")
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._active:
+            return
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        self._active = False

@@ -51,9 +51,17 @@ def train_command(args: argparse.Namespace, seed: int, threads: int, folder: Pat
         sys.executable, "-m", "faerec.cli", "train", "--dataset", args.dataset,
         "--backbone", args.backbone, "--method", args.method, "--quiet", "--output", str(folder),
     ]  # fmt: skip
-    for key, value in {**settings, **dict(s.split("=", 1) for s in args.set)}.items():
+    for key, value in {**settings, **dict(args.set)}.items():
         command += ["--set", f"{key}={value}"]
     return command
+
+
+def key_value(text: str) -> tuple[str, str]:
+    """``--set`` argument: ``section.key=value``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected section.key=value, got {text!r}")
+    return key.strip(), value.strip()
 
 
 def run_packed(args: argparse.Namespace, concurrency: int, root: Path) -> dict[str, Any]:
@@ -114,7 +122,12 @@ def main(argv: list[str] | None = None) -> int:
         help="embedding.model (a .npy matrix such as the bundled one needs no MiniLM package)",
     )
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="extra train --set"
+        "--set",
+        action="append",
+        default=[],
+        type=key_value,
+        metavar="KEY=VALUE",
+        help="extra train --set",
     )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -142,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             "precision": args.precision,
             "epochs": args.epochs,
             "embedding_model": args.embedding_model,
-            "extra": args.set,
+            "extra": [f"{k}={v}" for k, v in args.set],
         },
         "rounds": rounds,
         "targets": {f"speedup_at_{n}": v for n, v in TARGET_SPEEDUP.items()},

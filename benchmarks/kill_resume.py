@@ -4,9 +4,10 @@ Runs a small real study (ml-100k, SASRec with 16 hidden units, 6 trials of at mo
 ASHA, two trials at a time, one final seed) with the real CLI, first to the end as the
 reference (its wall time sets the range of kill moments), then ``--rounds`` times with a signal
 at a random moment (seeded, uniform over the reference wall time). The signals take turns:
-SIGINT and SIGTERM to the driver, SIGKILL of the driver, SIGKILL of the driver's whole process
-group (the driver starts in its own session, so the group is it and the Ray it started, nothing
-else). In a ``--rekill-fraction`` of the rounds the first resume is killed too. After each kill,
+SIGINT and SIGTERM to the driver, SIGKILL of the driver, SIGKILL of everything the driver
+started ("SIGKILL-group": the driver starts in its own session, and every process of that
+session gets SIGKILL: the driver, its Ray and the trial workers, nothing else). In a
+``--rekill-fraction`` of the rounds the first resume is killed too. After each kill,
 ``faerec-study resume`` runs until it exits 0 (at most ``--max-resumes`` times), then
 :func:`check_study` checks the store:
 
@@ -17,7 +18,7 @@ else). In a ``--rekill-fraction`` of the rounds the first resume is killed too. 
 * ``faerec-study report`` builds the report.
 
 Each driver gets its own temporary folder (``TMPDIR``, so its own Ray temp dir); the harness only
-ever signals the process groups it started, never ``ray stop``. Usage::
+ever signals the sessions it started (Linux: read from /proc), never ``ray stop``. Usage::
 
     python benchmarks/kill_resume.py --rounds 30 --seed 1 [--rekill-fraction 0.2]
 
@@ -85,7 +86,7 @@ report: {{formats: [md]}}
 
 
 class Driver:
-    """``faerec-study run|resume`` in its own session (process group) with its own TMPDIR."""
+    """``faerec-study run|resume`` in its own session with its own TMPDIR."""
 
     def __init__(self, root: Path, args: list[str], log_name: str) -> None:
         self.root = root
@@ -109,11 +110,11 @@ class Driver:
         return time.monotonic() - self.started
 
     def send(self, kind: str) -> None:
-        """SIGINT/SIGTERM/SIGKILL to the driver, or SIGKILL to its whole group."""
-        with contextlib.suppress(ProcessLookupError):
-            if kind == "SIGKILL-group":
-                os.killpg(self.process.pid, signal.SIGKILL)
-            else:
+        """SIGINT/SIGTERM/SIGKILL to the driver, or SIGKILL to everything it started."""
+        if kind == "SIGKILL-group":
+            kill_session(self.process.pid)
+        else:
+            with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(getattr(signal, kind))
 
     def wait(self, timeout: float) -> int | None:
@@ -123,13 +124,40 @@ class Driver:
             return None
 
     def cleanup(self) -> None:
-        """Kill what is left of this driver's group (Ray's helpers outlive a killed driver)."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+        """Kill what is left of this driver's session (Ray's helpers and trial workers outlive a
+        killed driver for a while) and wait until it is gone."""
+        kill_session(self.process.pid)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while session_processes(self.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            kill_session(self.process.pid)
         self._log.close()
         shutil.rmtree(self.temp, ignore_errors=True)
+
+
+def session_processes(session: int) -> list[int]:
+    """Processes of a session (Linux /proc). The driver starts one; Ray's processes stay in it,
+    but Ray's workers get process groups of their own, so killing the driver's group is not
+    enough to take everything it started."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()  # state, ppid, pgrp, session, ...
+        if int(fields[3]) == session and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def kill_session(session: int) -> None:
+    """SIGKILL to every process of ``session`` (only ever one this harness started)."""
+    for pid in session_processes(session):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @dataclass

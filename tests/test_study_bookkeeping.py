@@ -138,7 +138,9 @@ def test_a_running_trial_is_failed_as_interrupted_and_enqueued_again() -> None:
 
 def test_attempt_folders_follow_the_retry_chain_newest_first(tmp_path: Path) -> None:
     study = optuna.create_study()
-    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    dist: dict[str, optuna.distributions.BaseDistribution] = {
+        "x": optuna.distributions.FloatDistribution(0, 1)
+    }
     first = study.ask(dist)
     first.set_user_attr(TUNE_TRIAL_ATTR, "search-001/trial_a")
     retry_interrupted_trials(study)

@@ -2,9 +2,11 @@
 
 This module runs inside Ray's worker processes, which import it by name (the package must be
 installed). It is deliberately small: it pins torch threads to the CPUs Ray assigned, resolves the
-trial's configuration, resumes from Tune's checkpoint when Tune restarts the trial, and reports
-after every epoch. Validation scores are never about test data: the search calls ``run_trial``
-with ``evaluate_test=False``.
+trial's configuration, resumes from the newest readable checkpoint it is offered (Tune's, when
+Tune restarts the trial; an interrupted attempt's, for a retry: :func:`restore_checkpoint`) and
+reports after every epoch; a resumed trial's first report also carries its earlier epochs.
+Validation scores are never about test data: the search calls ``run_trial`` with
+``evaluate_test=False``.
 
 What it reports (the searcher and the driver read these keys):
 

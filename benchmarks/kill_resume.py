@@ -7,7 +7,8 @@ at a random moment (seeded, uniform over the reference wall time). The signals t
 SIGINT and SIGTERM to the driver, SIGKILL of the driver, SIGKILL of everything the driver
 started ("SIGKILL-group": the driver starts in its own session, and every process of that
 session gets SIGKILL: the driver, its Ray and the trial workers, nothing else). In a
-``--rekill-fraction`` of the rounds the first resume is killed too. After each kill,
+``--rekill-fraction`` of the rounds the first resume is killed too. A fifth kind,
+"SIGTERM-twice", sends a second SIGTERM 0.2 s after the first ("stop now"). After each kill,
 ``faerec-study resume`` runs until it exits 0 (at most ``--max-resumes`` times), then
 :func:`check_study` checks the store:
 
@@ -51,7 +52,11 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "kill_resume.json"
 NAME = "kill-resume"
 CELL = "ml-100k__sasrec__backbone"
-SIGNALS = ("SIGINT", "SIGTERM", "SIGKILL", "SIGKILL-group")
+SIGNALS = ("SIGINT", "SIGTERM", "SIGKILL", "SIGKILL-group", "SIGTERM-twice")
+#: signals after which the driver must exit 3 (interrupted) or 0 (it had just finished)
+STOPPING_SIGNALS = ("SIGINT", "SIGTERM", "SIGTERM-twice")
+#: the second signal of "SIGTERM-twice" follows the first after this long
+SECOND_SIGNAL_S = 0.2
 #: a gentle stop (SIGINT, SIGTERM) that takes longer than this is a failure of the round
 STOP_TIMEOUT_S = 120.0
 #: one driver run (reference or resume) that takes longer than this is a failure of the round
@@ -110,9 +115,15 @@ class Driver:
         return time.monotonic() - self.started
 
     def send(self, kind: str) -> None:
-        """SIGINT/SIGTERM/SIGKILL to the driver, or SIGKILL to everything it started."""
+        """SIGINT/SIGTERM/SIGKILL to the driver, SIGTERM twice, or SIGKILL to everything it
+        started."""
         if kind == "SIGKILL-group":
             kill_session(self.process.pid)
+        elif kind == "SIGTERM-twice":  # "stop now", while the first one waits for epochs
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+                time.sleep(SECOND_SIGNAL_S)
+                self.process.send_signal(signal.SIGTERM)
         else:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(getattr(signal, kind))
@@ -354,11 +365,7 @@ def run_round(
             result.problems.append(f"the driver did not stop within {timeout:.0f} s of {kind}")
     finally:
         driver.cleanup()
-    if (
-        sent is not None
-        and kind in ("SIGINT", "SIGTERM")
-        and result.exit_after_signal not in (0, 3)
-    ):
+    if sent is not None and kind in STOPPING_SIGNALS and result.exit_after_signal not in (0, 3):
         result.problems.append(f"{kind} ended the driver with exit {result.exit_after_signal}")
     before = finished_rows(study)
     if damage is not None:

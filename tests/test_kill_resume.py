@@ -86,3 +86,9 @@ def test_missing_checkpoint_of_the_trial_in_flight_restarts_it(tmp_path: Path) -
         results = [json.loads(line) for line in (trial_dir / "result.json").open()]
         epochs = [r["epoch"] for r in results if "epoch" in r]
         assert epochs[0] == 0  # from scratch: its checkpoint was gone
+
+
+def test_a_second_sigterm_stops_at_once_and_the_study_still_completes(tmp_path: Path) -> None:
+    _round(tmp_path, "SIGTERM-twice", a_checkpoint_in_flight)
+    log = (tmp_path / "round1-run.log").read_text()
+    assert "SIGTERM again: stopping now" in log

@@ -7,7 +7,8 @@ at a random moment (seeded, uniform over the reference wall time). The signals t
 SIGINT and SIGTERM to the driver, SIGKILL of the driver, SIGKILL of everything the driver
 started ("SIGKILL-group": the driver starts in its own session, and every process of that
 session gets SIGKILL: the driver, its Ray and the trial workers, nothing else). In a
-``--rekill-fraction`` of the rounds the first resume is killed too. A fifth kind,
+``--rekill-fraction`` of the rounds the first resume is signalled too (a random kind, at a
+moment uniform over half the reference wall time). A fifth kind,
 "SIGTERM-twice", sends a second SIGTERM 0.2 s after the first ("stop now"). After each kill,
 ``faerec-study resume`` runs until it exits 0 (at most ``--max-resumes`` times), then
 :func:`check_study` checks the store:
@@ -308,8 +309,11 @@ Moment = float | Callable[[Study], bool]
 class RoundResult:
     round: int
     signal: str
+    #: when the signal was sent, seconds after the driver started (-1: the run ended before)
     moment_s: float
     rekill: str = ""
+    #: whether the rekill came before the resume had ended by itself
+    rekill_sent: bool = False
     exit_after_signal: int | None = None
     stop_seconds: float | None = None
     resumes: int = 0
@@ -378,7 +382,7 @@ def run_round(
         )
         try:
             if rekill is not None and result.resumes == 1:
-                signal_driver(resume, study, rekill[0], rekill[1])
+                result.rekill_sent = signal_driver(resume, study, rekill[0], rekill[1]) is not None
             code = resume.wait(RUN_TIMEOUT_S)
         finally:
             resume.cleanup()
@@ -393,6 +397,13 @@ def run_round(
         result.problems += check_study(study, before)
     result.seconds = round(time.monotonic() - started, 1)
     return result
+
+
+def rekill_text(result: RoundResult) -> str:
+    """The rekill column: kind@moment, "(late)" when the resume had ended before it."""
+    if not result.rekill:
+        return ""
+    return result.rekill if result.rekill_sent else f"{result.rekill} (late)"
 
 
 def delete_checkpoints(study: Study) -> None:
@@ -450,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rounds: list[RoundResult] = []
     header = (
-        f"{'round':>5}  {'signal':<13}  {'moment s':>8}  {'rekill':<18}  {'resumes':>7}  outcome"
+        f"{'round':>5}  {'signal':<13}  {'moment s':>8}  {'rekill':<25}  {'resumes':>7}  outcome"
     )
     print(header)
     for number in range(1, args.rounds + 1):
@@ -458,13 +469,13 @@ def main(argv: list[str] | None = None) -> int:
         moment = rng.uniform(0.0, wall)
         rekill = None
         if rng.random() < args.rekill_fraction:
-            rekill = (rng.choice(SIGNALS), rng.uniform(0.0, wall))
+            rekill = (rng.choice(SIGNALS), rng.uniform(0.0, wall / 2))  # resumes are shorter
         study = Study(workdir / f"round{number:03d}")
         study.root.mkdir(parents=True, exist_ok=True)
         result = run_round(study, number, kind, moment, rekill=rekill, max_resumes=args.max_resumes)
         rounds.append(result)
         print(
-            f"{number:>5}  {kind:<13}  {result.moment_s:>8.1f}  {result.rekill:<18}  "
+            f"{number:>5}  {kind:<13}  {result.moment_s:>8.1f}  {rekill_text(result):<25}  "
             f"{result.resumes:>7}  {result.outcome}",
             flush=True,
         )

@@ -9,7 +9,8 @@ started ("SIGKILL-group": the driver starts in its own session, and every proces
 session gets SIGKILL: the driver, its Ray and the trial workers, nothing else). In a
 ``--rekill-fraction`` of the rounds the first resume is signalled too (a random kind, at a
 moment uniform over half the reference wall time). A fifth kind,
-"SIGTERM-twice", sends a second SIGTERM 0.2 s after the first ("stop now"). After each kill,
+"SIGTERM-twice", sends a second SIGTERM as soon as the driver has said it got the first
+("stop now"). After each kill,
 ``faerec-study resume`` runs until it exits 0 (at most ``--max-resumes`` times), then
 :func:`check_study` checks the store:
 
@@ -56,8 +57,9 @@ CELL = "ml-100k__sasrec__backbone"
 SIGNALS = ("SIGINT", "SIGTERM", "SIGKILL", "SIGKILL-group", "SIGTERM-twice")
 #: signals after which the driver must exit 3 (interrupted) or 0 (it had just finished)
 STOPPING_SIGNALS = ("SIGINT", "SIGTERM", "SIGTERM-twice")
-#: the second signal of "SIGTERM-twice" follows the first after this long
-SECOND_SIGNAL_S = 0.2
+#: "SIGTERM-twice" sends its second signal once the driver has said it got the first (two
+#: signals close together can reach Python as one), or after this long
+SECOND_SIGNAL_WAIT_S = 5.0
 #: a gentle stop (SIGINT, SIGTERM) that takes longer than this is a failure of the round
 STOP_TIMEOUT_S = 120.0
 #: one driver run (reference or resume) that takes longer than this is a failure of the round
@@ -123,7 +125,12 @@ class Driver:
         elif kind == "SIGTERM-twice":  # "stop now", while the first one waits for epochs
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(signal.SIGTERM)
-                time.sleep(SECOND_SIGNAL_S)
+                deadline = time.monotonic() + SECOND_SIGNAL_WAIT_S
+                while self.process.poll() is None and time.monotonic() < deadline:
+                    self._log.flush()
+                    if "SIGTERM: stopping" in self.log_path.read_text(errors="replace"):
+                        break  # the first one is taken: a second one now is not merged with it
+                    time.sleep(0.01)
                 self.process.send_signal(signal.SIGTERM)
         else:
             with contextlib.suppress(ProcessLookupError):

@@ -265,3 +265,13 @@ def test_news_about_a_trial_optuna_already_finished_is_ignored(spec: StudySpec) 
     trial = study.trials[number]
     assert (trial.state, trial.value) == (TrialState.COMPLETE, 0.25)
     assert trial.user_attrs[TUNE_TRIAL_ATTR] == "search-001/trial_a1"
+
+
+def test_outside_a_search_round_the_first_signal_stops_at_once(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    with InterruptGuard() as guard:
+        guard.immediate = True
+        with pytest.raises(StopNow):
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert guard.interrupted and "SIGTERM: stopping now" in capfd.readouterr().err

@@ -86,26 +86,9 @@ class StudyRunner:
     # -- top level -----------------------------------------------------------------------
 
     def run(self) -> int:
-        prepare_store(self.spec, self.store, self.options.command)
-        for cell in self.spec.cells():
-            self.progress.add_cell(cell.cell_id)
-        outcomes: list[CellOutcome] = []
-        final_errors: list[str] = []
         try:
             with self.guard:
-                for cell in self.spec.cells():
-                    self.guard.check()
-                    if cell.space is None:
-                        self.write_preset_best(cell)
-                        self.progress.update(
-                            cell.cell_id, stage="preset", best="preset configuration"
-                        )
-                        continue
-                    outcomes.append(self.search_cell(cell))
-                self.guard.check()
-                failed = {o.cell_id for o in outcomes if o.failed}
-                final_errors = self.final_stage(failed)
-                self.guard.check()
+                return self.run_stages()
         except (StudyInterrupted, StopNow):
             self.progress.close()
             hint = f"faerec-study resume {self.spec.name}"
@@ -117,6 +100,28 @@ class StudyRunner:
         finally:
             self.progress.close()
             self.ray.shutdown()
+
+    def run_stages(self) -> int:
+        """Store, search, final stage, results and report; under the interrupt guard, which
+        stops at once everywhere but in a search round (there it waits for the epochs)."""
+        self.guard.immediate = True
+        prepare_store(self.spec, self.store, self.options.command)
+        for cell in self.spec.cells():
+            self.progress.add_cell(cell.cell_id)
+        outcomes: list[CellOutcome] = []
+        for cell in self.spec.cells():
+            self.guard.check()
+            if cell.space is None:
+                self.write_preset_best(cell)
+                self.progress.update(cell.cell_id, stage="preset", best="preset configuration")
+                continue
+            outcomes.append(self.search_cell(cell))
+        self.guard.check()
+        failed = {o.cell_id for o in outcomes if o.failed}
+        final_errors = self.final_stage(failed)
+        self.guard.check()
+        self.progress.close()
+        self.ray.shutdown()  # the rest needs no Ray
         has_results = write_results_csv(self.spec, self.store) > 0
         touch_study_json(self.store)
         problems = [error for o in outcomes for error in o.errors] + final_errors
@@ -130,8 +135,6 @@ class StudyRunner:
                 print(f"  {line}", file=sys.stderr)
             return 1
         return 0
-
-    # -- search --------------------------------------------------------------------------
 
     # -- search --------------------------------------------------------------------------
 
@@ -160,6 +163,7 @@ class StudyRunner:
         monitor = CellMonitor(self.spec, cell, cell_store, study, self.progress, target, 1)
         register_monitor(cell.cell_id, monitor)
         self.guard.pending = lambda: _epochs_in_flight(len(monitor.running))
+        self.guard.immediate = False  # a search round stops after the epochs in flight
         try:
             while True:
                 self.guard.check()
@@ -187,6 +191,7 @@ class StudyRunner:
             remove_checkpoints(cell_store.tune_dir)
         finally:
             self.guard.pending = lambda: None
+            self.guard.immediate = True
             register_monitor(cell.cell_id, None)
             if self.guard.interrupted:  # gently or not, no trial of this driver runs any more
                 retry_interrupted_trials(study)

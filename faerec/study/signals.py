@@ -1,12 +1,13 @@
 """Ctrl-C and SIGTERM in the driver: a first signal stops gently, a second one at once.
 
-A first SIGINT or SIGTERM only sets a flag: the Tune experiment sees it through
-:class:`faerec.study.tune_setup.InterruptStopper` and stops once the epochs in flight end (their
-checkpoints are kept), the final stage stops at its next poll. One line on stderr says so at
-once, because with slow trials that wait can be minutes. A second signal raises :class:`StopNow`
-wherever the driver is: nothing in flight is waited for, and those epochs are simply trained
-again on resume (docs/study-spec.md, "Running, resuming, changing a study"). Either way the
-study ends with :class:`StudyInterrupted` (exit code 3).
+In a search round a first SIGINT or SIGTERM only sets a flag: the Tune experiment sees it
+through :class:`faerec.study.tune_setup.InterruptStopper` and stops once the epochs in flight
+end (their checkpoints are kept). Anywhere else (store set-up, final stage, whose runs keep their
+own checkpoints, results and report, all written atomically) the driver stops at once. One line
+on stderr says so at once, because with slow trials the wait for epochs can be minutes. A second
+signal raises :class:`StopNow` wherever the driver is: nothing in flight is waited for, and
+those epochs are simply trained again on resume (docs/study-spec.md, "Running, resuming,
+changing a study"). Either way the study ends with exit code 3 (:class:`StudyInterrupted`).
 
 Ray's ``ray.init()`` installs a SIGTERM handler that aborts the process, so the guard takes
 SIGTERM back afterwards (:meth:`InterruptGuard.reinstall`).
@@ -55,6 +56,8 @@ class InterruptGuard:
     def __init__(self) -> None:
         self.interrupted = False
         self.pending: Callable[[], str | None] = lambda: None
+        #: stop at once on the first signal (nothing in flight is worth waiting for)
+        self.immediate = False
         self._previous: dict[int, Any] = {}
         self._active = False
 
@@ -78,6 +81,9 @@ class InterruptGuard:
             _say(f"faerec-study: {name} again: stopping now")
             raise StopNow
         self.interrupted = True
+        if self.immediate:
+            _say(f"faerec-study: {name}: stopping now")
+            raise StopNow
         _say(f"faerec-study: {name}: {self.first_message()}")
 
     def first_message(self) -> str:

@@ -191,6 +191,8 @@ def train_trial(config: dict[str, Any]) -> None:
             tune.report({ERROR_KEY: error_message(error), SECONDS_KEY: seconds()})
             return
     final = tracker.final_result(run)
+    if earlier:  # resumed from a checkpoint of a run that had trained all its epochs
+        final[HISTORY_KEY] = json.dumps(earlier)
     final[SECONDS_KEY] = run.seconds  # the run's own time, across restarts from checkpoints
     tune.report(final)
 

@@ -327,10 +327,26 @@ class RoundResult:
     resume_exits: list[int | None] = field(default_factory=list)
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
+    #: things worth knowing that are no failure (see :func:`judge_exit`)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def outcome(self) -> str:
-        return "ok" if not self.problems else "FAIL: " + "; ".join(self.problems)
+        if self.problems:
+            return "FAIL: " + "; ".join(self.problems)
+        return "ok" + "".join(f" ({note})" for note in self.notes)
+
+
+def judge_exit(result: RoundResult, who: str, kind: str, code: int | None) -> None:
+    """After SIGINT/SIGTERM a driver exits 3 (interrupted) or 0 (it was just done). Death by
+    the signal itself (-2, -15) is noted, not failed: the signal came before the driver had
+    taken the signals over (Python's start-up and imports), when it had written nothing."""
+    if code in (0, 3):
+        return
+    if code in (-signal.SIGINT, -signal.SIGTERM):
+        result.notes.append(f"{who} died of {kind} before taking it over")
+    else:
+        result.problems.append(f"{kind} ended {who} with exit {code}")
 
 
 def signal_driver(driver: Driver, study: Study, kind: str, moment: Moment) -> float | None:
@@ -376,8 +392,8 @@ def run_round(
             result.problems.append(f"the driver did not stop within {timeout:.0f} s of {kind}")
     finally:
         driver.cleanup()
-    if sent is not None and kind in STOPPING_SIGNALS and result.exit_after_signal not in (0, 3):
-        result.problems.append(f"{kind} ended the driver with exit {result.exit_after_signal}")
+    if sent is not None and kind in STOPPING_SIGNALS:
+        judge_exit(result, "the driver", kind, result.exit_after_signal)
     before = finished_rows(study)
     if damage is not None:
         damage(study)
@@ -393,6 +409,9 @@ def run_round(
             code = resume.wait(RUN_TIMEOUT_S)
         finally:
             resume.cleanup()
+        rekilled = rekill is not None and result.resumes == 1 and result.rekill_sent
+        if rekill is not None and rekilled and rekill[0] in STOPPING_SIGNALS:
+            judge_exit(result, "the first resume", rekill[0], code)
         result.resume_exits.append(code)
         done = code == 0
         if code in (1, 2):

@@ -7,9 +7,10 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from faerec.study.progress import ProgressView
-from faerec.study.signals import InterruptGuard
+from faerec.study.signals import InterruptGuard, StopNow
 
 #: Ray and Tune settings for a quiet, local, resumable run
 #: (docs/ray-tune-notes.md §Quiet local settings)
@@ -51,22 +52,31 @@ class RaySession:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         if not ray.is_initialized():
-            if self.address:
-                self.progress.message(f"ray: joining the cluster at {self.address}")
-                ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
-            else:
-                self.progress.message(f"ray: starting a local Ray ({os.cpu_count()} CPUs)")
-                ray.init(
-                    num_cpus=os.cpu_count(),
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    logging_level=logging.ERROR,
-                    _temp_dir=short_temp_dir(),
-                )
-            self._started = True
+            self._started = True  # from here on, shutdown() has something to stop
+            try:
+                self._init(ray)
+            except SystemExit:
+                # ray.init turns SIGTERM into SystemExit while it runs (its own handler)
+                self.guard.reinstall()
+                self.guard.interrupted = True
+                raise StopNow from None
         logging.getLogger("ray").setLevel(logging.ERROR)
         self.guard.reinstall()
         self._ready = True
+
+    def _init(self, ray: Any) -> None:
+        if self.address:
+            self.progress.message(f"ray: joining the cluster at {self.address}")
+            ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
+        else:
+            self.progress.message(f"ray: starting a local Ray ({os.cpu_count()} CPUs)")
+            ray.init(
+                num_cpus=os.cpu_count(),
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+                _temp_dir=short_temp_dir(),
+            )
 
     def resources(self) -> dict[str, float]:
         import ray
@@ -79,6 +89,7 @@ class RaySession:
 
             ray.shutdown()
             self._started = False
+            self.guard.reinstall()  # shutting down hands SIGTERM back to Python's default
         self._ready = False
 
 

@@ -9,8 +9,9 @@ signal raises :class:`StopNow` wherever the driver is: nothing in flight is wait
 those epochs are simply trained again on resume (docs/study-spec.md, "Running, resuming,
 changing a study"). Either way the study ends with exit code 3 (:class:`StudyInterrupted`).
 
-Ray's ``ray.init()`` installs a SIGTERM handler that aborts the process, so the guard takes
-SIGTERM back afterwards (:meth:`InterruptGuard.reinstall`).
+Ray's ``ray.init()`` installs SIGTERM handlers of its own (one exits, one aborts) and
+``ray.shutdown()`` leaves the default, so the driver takes the signals back after both
+(:meth:`InterruptGuard.reinstall`); a SIGTERM during ``ray.init()`` itself stops at once.
 """
 
 from __future__ import annotations
@@ -71,8 +72,10 @@ class InterruptGuard:
         return self
 
     def reinstall(self) -> None:
-        """ray.init() installs a SIGTERM handler that aborts the process; take SIGTERM back."""
+        """Take SIGINT and SIGTERM back: ray.init() installs its own SIGTERM handlers (one that
+        aborts the process) and ray.shutdown() leaves Python's default."""
         if self._active:
+            signal.signal(signal.SIGINT, self._on_signal)
             signal.signal(signal.SIGTERM, self._on_signal)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:

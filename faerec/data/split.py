@@ -1,4 +1,4 @@
-"""The leave-one-out split (docs/method.md §Split), exactly as the official ``SASRecDataset``
+"""The leave-one-out split of docs/method.md §Split, exactly as the official ``SASRecDataset``
 builds it.
 
 For a user with n >= 4 items: train = items[:-3] -> items[1:-2], valid = items[:-2] -> items[-2],

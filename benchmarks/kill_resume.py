@@ -204,6 +204,13 @@ class Study:
         return ["run", str(spec), *self._dirs()]
 
     def resume_args(self) -> list[str]:
+        """``resume``; or ``run`` again when the kill came before the study was written.
+
+        Data checks and the lock come before the store, so an early kill leaves no study.json
+        and ``resume`` rightly answers "no study named ..."; a user then re-runs the spec.
+        """
+        if not (self.studies / NAME / "study.json").exists():
+            return self.run_args()
         return ["resume", NAME, *self._dirs()]
 
     def _dirs(self) -> list[str]:

@@ -15,12 +15,8 @@ import json
 import sys
 from typing import Any, TextIO
 
+from faerec.commands.train import add_cell_arguments
 from faerec.config import (
-    BACKBONES,
-    BUNDLED_DATASETS,
-    METHODS,
-    PRESET_HELP,
-    PRESETS,
     RunConfig,
     parse_set_arguments,
     preset_notice,
@@ -40,23 +36,7 @@ def register(subparsers: Any) -> None:
             "Nothing is trained."
         ),
     )
-    parser.add_argument(
-        "--dataset",
-        help=f"bundled dataset ({', '.join(BUNDLED_DATASETS)}) or a dataset folder",
-    )
-    parser.add_argument("--backbone", choices=BACKBONES, default="sasrec", help="(default sasrec)")
-    parser.add_argument(
-        "--method", choices=list(METHODS), default="backbone", help="(default backbone)"
-    )
-    parser.add_argument("--preset", choices=PRESETS, default="official", help=PRESET_HELP)
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one configuration key (repeatable), e.g. --set data.preset_as=food",
-    )
+    add_cell_arguments(parser, dataset_required=False, set_example="data.preset_as=food")
     parser.add_argument(
         "--spec",
         metavar="FILE",

@@ -34,6 +34,28 @@ from faerec.text import did_you_mean, plural
 _IDENTITY_FIELDS = ("study", "dataset", "backbone", "method", "seed")
 
 
+def add_cell_arguments(parser: Any, *, dataset_required: bool, set_example: str) -> None:
+    """The arguments naming one cell and its overrides, shared by ``train`` and ``config``."""
+    parser.add_argument(
+        "--dataset",
+        required=dataset_required,
+        help=f"bundled dataset ({', '.join(BUNDLED_DATASETS)}) or a dataset folder",
+    )
+    parser.add_argument("--backbone", choices=BACKBONES, default="sasrec", help="(default sasrec)")
+    parser.add_argument(
+        "--method", choices=list(METHODS), default="backbone", help="(default backbone)"
+    )
+    parser.add_argument("--preset", choices=PRESETS, default="official", help=PRESET_HELP)
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help=f"override one configuration key (repeatable), e.g. --set {set_example}",
+    )
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "train",
@@ -44,29 +66,7 @@ def register(subparsers: Any) -> None:
             "per user group."
         ),
     )
-    parser.add_argument(
-        "--dataset",
-        required=True,
-        help=f"bundled dataset ({', '.join(BUNDLED_DATASETS)}) or a dataset folder",
-    )
-    parser.add_argument("--backbone", choices=BACKBONES, default="sasrec", help="(default sasrec)")
-    parser.add_argument(
-        "--method", choices=list(METHODS), default="backbone", help="(default backbone)"
-    )
-    parser.add_argument(
-        "--preset",
-        choices=PRESETS,
-        default="official",
-        help=PRESET_HELP,
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one configuration key (repeatable), e.g. --set train.max_epochs=20",
-    )
+    add_cell_arguments(parser, dataset_required=True, set_example="train.max_epochs=20")
     parser.add_argument(
         "--json", type=Path, metavar="FILE", help="write the configuration and all metrics here"
     )

@@ -45,9 +45,10 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def write_json_atomic(path: str | Path, payload: Any) -> None:
-    """JSON with sorted keys; NaN/inf become null so that every JSON reader accepts the file."""
-    text = json.dumps(finite(payload), indent=2, sort_keys=True, allow_nan=False)
+def write_json_atomic(path: str | Path, payload: Any, *, sort_keys: bool = True) -> None:
+    """JSON, keys sorted unless ``sort_keys`` is False (where their order carries meaning);
+    NaN/inf become null so that every JSON reader accepts the file."""
+    text = json.dumps(finite(payload), indent=2, sort_keys=sort_keys, allow_nan=False)
     write_text_atomic(path, text + "\n")
 
 

@@ -13,6 +13,7 @@ import pytest
 from faerec.cli import main
 from faerec.study.spec import (
     SpecError,
+    StudySpec,
     changed_keys,
     parse_spec,
     spec_from_dict,
@@ -127,6 +128,22 @@ def test_resolved_spec_round_trips_through_study_json(tmp_path: Path) -> None:
     again = spec_from_dict(stored, "study.json")
     assert again.to_dict() == spec.to_dict()
     assert spec_hash(stored) == spec_hash(spec.to_dict())
+
+
+def test_resumed_space_keeps_the_order_of_parameters_and_choices(tmp_path: Path) -> None:
+    # Optuna refuses a categorical whose choices come back in another order, so the space that
+    # `resume` rebuilds from study.json must equal the parsed one, order included
+    from faerec.study.bookkeeping import prepare_store
+    from faerec.study.store import StudyStore
+
+    spec = parse_spec(REPO / "search_spaces" / "beauty-sasrec-cpu.yaml")
+    store = StudyStore.at(str(tmp_path), spec.name)
+    prepare_store(spec, store, "faerec-study run")
+    again = spec_from_dict(store.load_study_json()["spec"], str(store.study_json))
+    def order(s: StudySpec) -> list[tuple[str, tuple[object, ...]]]:
+        return [(p.key, tuple(p.choices or ())) for p in s.search.spaces["faerec"].walk()]
+
+    assert order(again) == order(spec)
 
 
 def test_numbers_written_without_a_dot_are_accepted(tmp_path: Path) -> None:

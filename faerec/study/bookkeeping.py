@@ -321,6 +321,9 @@ def prepare_store(spec: StudySpec, store: StudyStore, command: str) -> None:
             },
             "cells": [c.cell_id for c in spec.cells()],
         },
+        # the spec keeps the user's order: `resume` rebuilds the search space from it, and
+        # Optuna refuses a categorical whose choices come back in another order
+        sort_keys=False,
     )
     for cell in spec.cells():
         write_json_atomic(
@@ -346,7 +349,7 @@ def prepare_store(spec: StudySpec, store: StudyStore, command: str) -> None:
 def touch_study_json(store: StudyStore) -> None:
     payload = store.load_study_json()
     payload["updated"] = _now()
-    write_json_atomic(store.study_json, payload)
+    write_json_atomic(store.study_json, payload, sort_keys=False)
 
 
 def write_results_csv(spec: StudySpec, store: StudyStore) -> int:

@@ -73,6 +73,10 @@ class RunResult:
     #: per-user test ranks (1-based, 0 = not in the top max-K) for paired per-user tests
     test_ranks: list[int] | None = None
     test_user_index: list[int] | None = None
+    #: per entry of test_ranks: "head" or "tail" by the group of the user's test target item
+    #: ("" for a row whose answer is no item), so per-user tests can be run within each group;
+    #: None in seed files written before it was stored
+    test_user_group: list[str] | None = None
     #: dataset and protocol facts for report headers: users, items, interactions,
     #: n_head_items, n_tail_items, n_eval_users, head_ratio, popularity_source, eval mode/masking
     data_stats: dict[str, Any] = field(default_factory=dict)

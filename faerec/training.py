@@ -641,6 +641,7 @@ def _run_trial(
     test_groups: list[GroupMetrics] | None = None
     test_ranks: list[int] | None = None
     test_users: list[int] | None = None
+    test_user_group: list[str] | None = None
     if evaluate_test:
         test_history = evaluation_history(data, split.test, 1)
         test_masks = user_group_masks(split.test, groups)
@@ -650,6 +651,8 @@ def _run_trial(
         test_groups = test_output.groups
         test_ranks = test_output.ranks.astype(int).tolist()
         test_users = test_output.user_index.astype(int).tolist()
+        head, tail = test_masks["head_items"], test_masks["tail_items"]
+        test_user_group = np.where(head, "head", np.where(tail, "tail", "")).tolist()
 
     if checkpoint_path is not None:
         _atomic_torch_save(
@@ -683,6 +686,7 @@ def _run_trial(
         seconds=seconds_before + (time.perf_counter() - started),
         test_ranks=test_ranks,
         test_user_index=test_users,
+        test_user_group=test_user_group,
         data_stats=data_stats,
         environment={**_environment(config, device), **embedding_facts},
     )

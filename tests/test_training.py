@@ -117,6 +117,20 @@ def test_test_metrics_match_the_reported_ranks(two_epochs: tuple[RunResult, Path
     assert overall.values["hr@20"] == pytest.approx(float(((ranks > 0) & (ranks <= 20)).mean()))
 
 
+def test_test_user_group_splits_the_ranks_into_the_item_groups(
+    two_epochs: tuple[RunResult, Path],
+) -> None:
+    result, _ = two_epochs
+    assert result.test is not None and result.test_ranks is not None
+    assert result.test_user_group is not None
+    ranks, group = np.array(result.test_ranks), np.array(result.test_user_group)
+    for name in ("head", "tail"):
+        metrics = next(g for g in result.test if g.group == f"{name}_items")
+        mine = ranks[group == name]
+        assert mine.size == metrics.n_users
+        assert metrics.values["hr@20"] == pytest.approx(float(((mine > 0) & (mine <= 20)).mean()))
+
+
 def test_checkpoint_and_best_model_load_with_weights_only(
     two_epochs: tuple[RunResult, Path],
 ) -> None:

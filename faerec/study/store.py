@@ -89,6 +89,7 @@ studies/<name>/
                          #  "config": <resolved RunConfig dict of the best trial>}
     final/seed_<s>.json  # faerec.results.RunResult.to_dict() of each final-stage seed,
                          #  with test_ranks / test_user_index for paired per-user tests
+                         #  and test_user_group ("head"/"tail": the test target item's group)
     final/reference_seed_<s>.json
                          # a searched cell's preset configuration retrained on seed s (same
                          #  format; final.reference in docs/study-spec.md); the report reads
@@ -292,6 +293,11 @@ def read_run_result(path: str | Path) -> RunResult:
     if ranks is not None and users is not None and len(ranks) != len(users):
         raise DataError(
             f"test_ranks has {len(ranks)} entries but test_user_index has {len(users)}", path=path
+        )
+    groups = result.test_user_group
+    if ranks is not None and groups is not None and len(groups) != len(ranks):
+        raise DataError(
+            f"test_user_group has {len(groups)} entries but test_ranks has {len(ranks)}", path=path
         )
     return result
 

@@ -13,6 +13,7 @@ docs/store-layout.md).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from datetime import datetime, timezone
@@ -32,6 +33,20 @@ def format_seconds(seconds: float) -> str:
 def timestamp() -> str:
     """UTC time to the second, as log lines carry it."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def log_line(text: str, tty: bool) -> str:
+    """``text`` as shown: on a terminal as it is, in a file or a pipe after a UTC timestamp, so
+    that a log says when each thing happened. Every log line of ``train`` and ``run`` comes
+    through here."""
+    return text if tty else f"{timestamp()} {text}"
+
+
+def say(text: str, stream: TextIO | None = None) -> None:
+    """One log line on ``stream`` (default stderr), timestamped unless it is a terminal."""
+    stream = stream if stream is not None else sys.stderr
+    with contextlib.suppress(OSError, ValueError):  # a closed pipe must not stop the work
+        print(log_line(text, _isatty(stream)), file=stream, flush=True)
 
 
 class RunProgress:
@@ -110,10 +125,8 @@ class RunProgress:
         elapsed = time.perf_counter() - self.started
         left = self.max_epochs - self.epoch - 1
         eta = f"  ETA {format_seconds(elapsed / done * left)} at most" if left else ""
-        self._write(
-            f"{timestamp()} {self._desc(self.epoch)}  {text}  "
-            f"{format_seconds(elapsed)} elapsed{eta}\n"
-        )
+        line = f"{self._desc(self.epoch)}  {text}  {format_seconds(elapsed)} elapsed{eta}"
+        self._write(log_line(line, tty=False) + "\n")
 
     def close(self) -> None:
         if self.bar is not None:
@@ -135,4 +148,4 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
-__all__ = ["RunProgress", "format_seconds", "timestamp"]
+__all__ = ["RunProgress", "format_seconds", "log_line", "say", "timestamp"]

@@ -4,10 +4,20 @@ elsewhere, epochs shown counted from 1."""
 from __future__ import annotations
 
 import io
+import json
+import os
 import re
+import signal
+from pathlib import Path
 
-from faerec.run_progress import RunProgress, format_seconds
-from faerec.study.progress import ProgressView
+import pytest
+
+from faerec.run_progress import RunProgress, format_seconds, say
+from faerec.study.progress import ProgressView, plan_study, show_trial_epoch
+from faerec.study.signals import InterruptGuard, StopNow
+from faerec.study.spec import parse_spec_text
+from faerec.study.store import StudyStore
+from faerec.study.trainable import HISTORY_KEY, SECONDS_KEY
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 
@@ -66,11 +76,23 @@ def test_durations_read_as_seconds_minutes_or_hours() -> None:
 def test_study_view_logs_each_trial_epoch_with_a_timestamp() -> None:
     stream = io.StringIO()
     view = ProgressView(stream=stream, tty=False)
-    view.trial_epoch("beauty__sasrec__faerec", 3, 0, 50, "ndcg@20", None)
-    view.trial_epoch("beauty__sasrec__faerec", 3, 1, 50, "ndcg@20", 0.0312)
+    view.trial_epoch("beauty__sasrec__faerec", 3, 0, 50, "ndcg@20", None, epoch_seconds=30.0)
+    view.trial_epoch("beauty__sasrec__faerec", 3, 1, 50, "ndcg@20", 0.0312, epoch_seconds=30.0)
     lines = stream.getvalue().splitlines()
     assert re.match(rf"^{STAMP} beauty__sasrec__faerec trial 3  epoch  1/50  \S+  ETA ", lines[0])
     assert "epoch  2/50  valid ndcg@20 0.0312" in lines[1] and "at most" in lines[1]
+
+
+def test_first_epoch_line_counts_the_trial_from_its_start_and_its_epoch_time() -> None:
+    stream = io.StringIO()
+    view = ProgressView(stream=stream, tty=False)
+    view.trial_epoch("c1", 0, 0, 50, "ndcg@20", 0.03, epoch_seconds=30.0, trial_seconds=34.0)
+    # 34 s since the trial started (set-up + first epoch); 49 epochs left at 30 s each
+    assert (
+        stream.getvalue()
+        .rstrip()
+        .endswith("trial 0  epoch  1/50  valid ndcg@20 0.0300  34s  ETA 24m30s at most")
+    )
 
 
 def test_study_view_draws_running_trials_under_their_cell_until_they_end() -> None:
@@ -89,3 +111,141 @@ def test_study_view_draws_running_trials_under_their_cell_until_they_end() -> No
         assert len(block) == 1 and "trial 0" not in block[0]
     finally:
         view.close()
+
+
+def test_a_resumed_trial_counts_its_earlier_epochs_in_its_time(tmp_path: Path) -> None:
+    spec = parse_spec_text(SPEC, "spec.yaml", tmp_path)
+    stream = io.StringIO()
+    view = ProgressView(stream=stream, tty=False)
+    earlier = json.dumps([{"epoch": 0, "seconds": 60.0}, {"epoch": 1, "seconds": 60.0}])
+    result = {"epoch": 2, "seconds": 30.0, SECONDS_KEY: 35.0, HISTORY_KEY: earlier}
+    show_trial_epoch(view, spec, spec.cells()[0], 7, result)
+    assert "trial 7  epoch  3/10  2m35s  ETA" in stream.getvalue()  # 60 + 60 + 35 s
+
+
+# --- the study's ETA and timestamps --------------------------------------------------------------
+
+SPEC = """\
+name: eta
+datasets: [ml-100k]
+backbones: [sasrec]
+methods: [backbone]
+fixed: {train.max_epochs: 10, train.eval_start_epoch: 0}
+search:
+  trials: 4
+  space:
+    backbone:
+      train.lr: {loguniform: [0.0005, 0.01]}
+final: {seeds: 2, reference: false}
+"""
+
+
+def planned_view(stream: io.StringIO, tty: bool = False, concurrency: int = 1) -> ProgressView:
+    """A view of one cell: 4 trials of at most 10 epochs, then 2 final runs."""
+    view = ProgressView(stream=stream, interval=0.0, tty=tty)
+    view.name = "eta"
+    view.add_cell("c1", target=4, max_epochs=10, final_total=2, concurrency=concurrency)
+    view.update("c1", stage="search", running=1)
+    return view
+
+
+def study_lines(stream: io.StringIO) -> list[str]:
+    return [line for line in stream.getvalue().splitlines() if " study eta  " in line]
+
+
+def test_study_eta_is_known_from_the_first_epoch() -> None:
+    stream = io.StringIO()
+    view = planned_view(stream)
+    view.trial_epoch("c1", 0, 0, 10, "ndcg@20", 0.03, epoch_seconds=30.0, trial_seconds=30.0)
+    # 9 epochs left of the running trial, 3 trials not started x 10, 2 final runs x 10: 59 x 30 s
+    assert study_lines(stream)[-1].endswith("study eta  ETA 29m30s at most")
+
+
+def test_study_eta_spreads_the_work_over_the_trials_that_run_at_once() -> None:
+    stream = io.StringIO()
+    view = planned_view(stream, concurrency=2)
+    view.trial_epoch("c1", 0, 0, 10, "ndcg@20", 0.03, epoch_seconds=30.0, trial_seconds=30.0)
+    assert study_lines(stream)[-1].endswith("ETA 14m45s at most")
+
+
+def test_study_eta_counts_each_trials_set_up_before_its_first_epoch() -> None:
+    stream = io.StringIO()
+    view = planned_view(stream)
+    view.trial_epoch("c1", 0, 0, 10, "ndcg@20", 0.03, epoch_seconds=30.0, trial_seconds=40.0)
+    # as above, plus 10 s of set-up for each of the 3 trials and 2 final runs still to start
+    assert study_lines(stream)[-1].endswith("ETA 30m20s at most")
+
+
+def test_a_log_repeats_the_study_eta_only_after_its_interval() -> None:
+    stream = io.StringIO()
+    view = planned_view(stream)
+    for epoch in range(3):
+        view.trial_epoch("c1", 0, epoch, 10, "ndcg@20", None, epoch_seconds=30.0)
+    assert len(study_lines(stream)) == 2  # with the cell's line (unknown ETA), the first epoch's
+
+
+def test_final_stage_eta_counts_the_seeds_left_before_any_run_ended() -> None:
+    stream = io.StringIO()
+    view = planned_view(stream)
+    view.trial_epoch("c1", 0, 0, 10, "ndcg@20", 0.03, epoch_seconds=30.0)
+    view.trial_done("c1", 0)
+    view.update("c1", stage="final", final_done=1, final_total=2, running=1)
+    assert "1/2 seeds  running 1  ETA 5m00s at most" in stream.getvalue()  # 1 run x 10 x 30 s
+
+
+def test_every_line_of_a_log_starts_with_a_timestamp() -> None:
+    stream = io.StringIO()
+    view = planned_view(stream)
+    view.message("ray: starting a local Ray (2 CPUs)")
+    view.trial_epoch("c1", 0, 0, 10, "ndcg@20", 0.03, epoch_seconds=30.0)
+    view.update("c1", complete=1, running=0)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) >= 5 and all(re.match(rf"^{STAMP} \S", line) for line in lines)
+
+
+def test_a_terminal_shows_the_study_eta_above_the_cells_without_timestamps() -> None:
+    stream = io.StringIO()
+    view = planned_view(stream, tty=True)
+    try:
+        view.trial_epoch("c1", 0, 0, 10, "ndcg@20", 0.03, epoch_seconds=30.0)
+        block = stream.getvalue().split("\x1b[J")[-1].splitlines()
+        assert block[0] == "study eta  ETA 29m30s at most" and block[1].startswith("c1")
+        assert not re.search(STAMP, stream.getvalue())
+    finally:
+        view.close()
+
+
+def test_plan_study_counts_the_trials_already_done_on_disk(tmp_path: Path) -> None:
+    spec = parse_spec_text(SPEC, "spec.yaml", tmp_path)
+    store = StudyStore.at(tmp_path / "studies", spec.name)
+    cell = spec.cells()[0]
+    rows = [{"number": n, "state": "COMPLETE", "value": 0.1, "params": "{}"} for n in range(3)]
+    store.cell(cell.cell_id).write_trials(rows)
+    view = ProgressView(stream=io.StringIO(), tty=False)
+    plan_study(view, spec, store)
+    planned = view.cells[cell.cell_id]
+    assert (planned.target, planned.complete, planned.max_epochs, planned.final_total) == (
+        4,
+        3,
+        10,
+        2,
+    )
+
+
+def test_a_log_line_is_timestamped_but_a_terminal_line_is_not() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    pipe, terminal = io.StringIO(), Terminal()
+    say("faerec-study: some cells failed:", pipe)
+    say("faerec-study: some cells failed:", terminal)
+    assert re.match(rf"^{STAMP} faerec-study: some cells failed:\n$", pipe.getvalue())
+    assert terminal.getvalue() == "faerec-study: some cells failed:\n"
+
+
+def test_a_signal_line_in_a_log_is_timestamped(capfd: pytest.CaptureFixture[str]) -> None:
+    with InterruptGuard() as guard, pytest.raises(StopNow):
+        guard.immediate = True
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert re.match(rf"^{STAMP} faerec-study: SIGTERM: stopping now\n$", capfd.readouterr().err)

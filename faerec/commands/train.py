@@ -27,7 +27,7 @@ from faerec.config import (
 from faerec.data.check import check_datasets
 from faerec.errors import ConfigError
 from faerec.results import GroupMetrics, RunResult
-from faerec.run_progress import timestamp
+from faerec.run_progress import say
 from faerec.text import did_you_mean, plural
 
 #: tidy-row fields that repeat the run's identity, kept once at the top of the --json file
@@ -102,13 +102,6 @@ def run_train(args: argparse.Namespace) -> int:
     if args.json is not None:
         write_json_atomic(args.json, json_payload(result))
     return 0
-
-
-def say(text: str, stream: TextIO | None = None) -> None:
-    """A log line on stderr; written to a file or a pipe, it starts with a UTC timestamp."""
-    stream = stream if stream is not None else sys.stderr
-    tty = hasattr(stream, "isatty") and stream.isatty()
-    print(text if tty else f"{timestamp()} {text}", file=stream, flush=True)
 
 
 def device_line(config: RunConfig) -> str:

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import json
-import math
 import platform
 import time
 from datetime import datetime, timezone
@@ -249,15 +248,7 @@ def search_progress(
             sign = 1.0 if spec.search.objectives[0].direction == "maximize" else -1.0
             top = max(complete, key=lambda t: sign * t.values[0])
             best = f"{top.values[0]:.4f} (#{top.number})"
-    durations = [
-        (t.datetime_complete - t.datetime_start).total_seconds()
-        for t in trials
-        if t.state.name in ("COMPLETE", "PRUNED") and t.datetime_start and t.datetime_complete
-    ]
-    eta_at = None
-    if durations and target > counts.done:
-        mean = sum(durations) / len(durations)
-        eta_at = time.monotonic() + mean * math.ceil((target - counts.done) / concurrency)
+    # the ETA is the view's, from the epochs it sees (faerec.study.progress)
     return {
         "stage": "search",
         "target": target,
@@ -266,7 +257,7 @@ def search_progress(
         "pruned": counts.pruned,
         "failed": counts.failed,
         "best": best,
-        "eta_at": eta_at,
+        "concurrency": concurrency,
     }
 
 

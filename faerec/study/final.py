@@ -102,9 +102,13 @@ class FinalStage:
             self.show(cell.cell_id, running=0)
         return jobs
 
-    def show(self, cell_id: str, running: int, eta_at: float | None = None) -> None:
+    def show(
+        self, cell_id: str, running: int, eta_at: float | None = None, concurrency: int = 1
+    ) -> None:
+        """The cell's line; before the first run ends, the view estimates its ETA from epochs."""
         self.progress.update(
             cell_id,
+            concurrency=concurrency,
             stage="final" if self.done[cell_id] < self.totals[cell_id] else "done",
             final_done=self.done[cell_id],
             final_total=self.totals[cell_id],
@@ -177,4 +181,5 @@ class FinalStage:
             waves = (len(queue) + len(pending) + max_concurrent - 1) // max_concurrent
             eta_at = time.monotonic() + mean * waves
         for cell_id in self.totals:
-            self.show(cell_id, running.get(cell_id, 0), eta_at if running.get(cell_id) else None)
+            eta = eta_at if running.get(cell_id) else None
+            self.show(cell_id, running.get(cell_id, 0), eta, max_concurrent)

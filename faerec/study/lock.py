@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any
 
 from faerec.errors import FaerecError
+from faerec.run_progress import say
 
 #: the lock file's name inside the study folder (docs/store-layout.md)
 LOCK_FILE = "driver.lock"
@@ -114,10 +115,9 @@ class StudyLock:
         self._fd = fd
         _HELD.add(self.folder)
         if previous is not None:
-            print(
+            say(
                 f"faerec-study: taking over the lock of a driver that is gone "
-                f"({previous.describe()})",
-                file=sys.stderr,
+                f"({previous.describe()})"
             )
 
     def _lock_or_raise(self, fd: int) -> None:

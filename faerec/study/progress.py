@@ -1,35 +1,50 @@
-"""A live, plain-text view of a running study: one line per cell, one per running trial.
+"""A live, plain-text view of a running study: its ETA, one line per cell, one per running trial.
 
 On a terminal the block of lines is redrawn in place at most every ``interval`` seconds (a small
-ticker thread keeps the ETA moving between events). Anywhere else (a log file, CI) a cell's line
-is printed again only when something in it changed, never on a timer, so logs stay short; a
-running trial prints one line per epoch there, with a UTC timestamp.
+ticker thread keeps the times moving between events). Anywhere else (a log file, a pipe, CI)
+every line starts with a UTC timestamp (:func:`faerec.run_progress.log_line`), a cell's line is
+printed again only when something in it changed, never on a timer, a running trial prints one
+line per epoch, and the study's line is printed with every cell line and after an epoch line
+when it has not been printed for ``log_interval`` seconds (or has not shown an ETA yet).
 
 A trial's line shows its cell, number, epoch (counted from 1) out of ``train.max_epochs``, its
 latest validation score, its peak GPU memory in its last epoch (on a GPU: how tightly trials
-can be packed on one device), its time so far, and the time left to ``max_epochs`` estimated
-from the mean of its epochs so far (an upper bound: early stopping or the scheduler may stop
-it sooner).
+can be packed on one device), its time since it started (its first epoch, its set-up and, for a
+trial resumed from a checkpoint, the earlier epochs included), and the time left to
+``max_epochs`` at the mean of its epochs so far.
+
+The ETAs are upper bounds, hence "at most": the scheduler (ASHA, the median rule) and early
+stopping may end trials and final runs before ``max_epochs``. They come from the epoch times
+seen so far (per cell; a cell without any yet borrows the mean of the others) and the work
+left: for a search, the running trials' remaining epochs plus ``max_epochs`` for every trial
+not started yet; for the final stage, ``max_epochs`` per seed left (once a final run has
+finished, its measured time per run instead). The work is spread over the trials that run at
+once (the search's concurrency). The study's ETA adds every cell's search and final stage.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
-from faerec.run_progress import format_seconds, timestamp
-from faerec.study.trainable import GPU_MEMORY_KEY
+from faerec.run_progress import format_seconds, log_line
+from faerec.study.trainable import GPU_MEMORY_KEY, HISTORY_KEY, SECONDS_KEY
 
 if TYPE_CHECKING:
     from faerec.study.spec import Cell, StudySpec
+    from faerec.study.store import StudyStore
+
+#: how often, at most, a log repeats the study's line between cell changes
+LOG_INTERVAL_S = 300.0
 
 
 @dataclass
 class CellProgress:
-    """What the view shows for one cell."""
+    """What the view shows for one cell, and the work it has left (for the ETAs)."""
 
     cell_id: str
     stage: str = "waiting"  # waiting | search | preset | final | done | failed
@@ -39,18 +54,31 @@ class CellProgress:
     pruned: int = 0
     failed: int = 0
     best: str = ""
-    #: when the current stage is expected to end (a time.monotonic() value), if known
+    #: when the final stage is expected to end, from its measured run times (time.monotonic())
     eta_at: float | None = None
     final_done: int = 0
     final_total: int = 0
     note: str = field(default="")
+    #: train.max_epochs of the cell's runs (0: unknown, no ETA)
+    max_epochs: int = 0
+    #: trials (or final runs) at a time
+    concurrency: int = 1
+    #: the epochs the view saw: their count and total seconds
+    epochs_seen: int = 0
+    epoch_seconds: float = 0.0
+    #: trial set-ups the view saw (a trial's time before its first epoch): count, total seconds
+    setups_seen: int = 0
+    setup_seconds: float = 0.0
 
-    def text(self, width: int, now: float) -> str:
-        """The cell's line; ``now`` only matters for the ETA."""
+    @property
+    def done(self) -> int:
+        return self.complete + self.pruned + self.failed
+
+    def text(self, width: int, eta: float | None) -> str:
+        """The cell's line; ``eta`` is the seconds its current stage has left, if known."""
         parts = [self.cell_id.ljust(width), self.stage.ljust(6)]
         if self.stage == "search":
-            done = self.complete + self.pruned + self.failed
-            parts.append(f"{done}/{self.target} trials")
+            parts.append(f"{self.done}/{self.target} trials")
             parts.append(
                 f"running {self.running}  complete {self.complete}  pruned {self.pruned}  "
                 f"failed {self.failed}"
@@ -59,19 +87,15 @@ class CellProgress:
             parts.append(f"{self.final_done}/{self.final_total} seeds  running {self.running}")
         if self.best:
             parts.append(f"best {self.best}")
-        if self.eta_at is not None and self.stage in ("search", "final"):
-            parts.append(f"ETA {format_seconds(max(0.0, self.eta_at - now))}")
+        if eta is not None and self.stage in ("search", "final"):
+            parts.append(f"ETA {format_seconds(eta)} at most")
         if self.note:
             parts.append(self.note)
         return "  ".join(parts)
 
     def key(self) -> str:
         """The line without its ETA: what counts as a change on a non-terminal."""
-        eta, self.eta_at = self.eta_at, None
-        try:
-            return self.text(0, 0.0)
-        finally:
-            self.eta_at = eta
+        return self.text(0, None)
 
 
 @dataclass
@@ -82,15 +106,21 @@ class TrialProgress:
     number: int
     max_epochs: int
     metric: str
-    started: float  # time.monotonic() at its first report
+    #: time.monotonic() when the trial started (its first epoch and set-up before ``now``)
+    started: float
     epochs_done: int = 0  # epochs reported by this driver (a resumed trial starts later)
     epoch: int = 0  # 0-based index of the last finished epoch
     value: float | None = None
+    #: total seconds of the epochs this driver saw (their mean is the trial's epoch time)
+    epoch_seconds: float = 0.0
     #: peak GPU memory torch allocated in the trial's last epoch, MiB (None on the CPU)
     gpu_mem_mb: float | None = None
 
+    @property
+    def epochs_left(self) -> int:
+        return max(0, self.max_epochs - self.epoch - 1)
+
     def text(self, now: float) -> str:
-        elapsed = now - self.started
         width = len(str(self.max_epochs))
         parts = [
             f"  {self.cell_id} trial {self.number}",
@@ -100,26 +130,34 @@ class TrialProgress:
             parts.append(f"valid {self.metric} {self.value:.4f}")
         if self.gpu_mem_mb is not None:
             parts.append(f"gpu {self.gpu_mem_mb:.0f} MiB")
-        parts.append(format_seconds(elapsed))
-        left = self.max_epochs - self.epoch - 1
-        if self.epochs_done and left > 0:
-            parts.append(f"ETA {format_seconds(elapsed / self.epochs_done * left)} at most")
+        parts.append(format_seconds(now - self.started))
+        if self.epochs_done and self.epochs_left:
+            mean = self.epoch_seconds / self.epochs_done
+            parts.append(f"ETA {format_seconds(mean * self.epochs_left)} at most")
         return "  ".join(parts)
 
 
 class ProgressView:
-    """Per-cell progress lines on ``stream`` (a terminal gets an in-place redrawn block)."""
+    """The study's progress lines on ``stream`` (a terminal gets an in-place redrawn block)."""
 
     def __init__(
-        self, stream: TextIO | None = None, interval: float = 2.0, tty: bool | None = None
+        self,
+        stream: TextIO | None = None,
+        interval: float = 2.0,
+        tty: bool | None = None,
+        log_interval: float = LOG_INTERVAL_S,
     ) -> None:
         self.stream = stream if stream is not None else sys.stdout
         self.interval = interval
+        self.log_interval = log_interval
         self.tty = self.stream.isatty() if tty is None else tty
+        self.name = ""
         self.cells: dict[str, CellProgress] = {}
         self.trials: dict[tuple[str, int], TrialProgress] = {}
         self._lock = threading.RLock()
         self._printed_keys: dict[str, str] = {}
+        self._study_logged_at: float | None = None
+        self._study_logged_eta = False
         self._drawn_lines = 0
         self._last_draw = 0.0
         self._dirty = False
@@ -129,9 +167,13 @@ class ProgressView:
             self._ticker = threading.Thread(target=self._tick, name="faerec-progress", daemon=True)
             self._ticker.start()
 
-    def add_cell(self, cell_id: str) -> None:
+    def add_cell(self, cell_id: str, **fields: object) -> None:
+        """A cell of the study (with, optionally, what it has to do: ``target``,
+        ``max_epochs``, ``final_total``, counts already done)."""
         with self._lock:
-            self.cells.setdefault(cell_id, CellProgress(cell_id))
+            cell = self.cells.setdefault(cell_id, CellProgress(cell_id))
+            for name, value in fields.items():
+                setattr(cell, name, value)
 
     def update(self, cell_id: str, **fields: object) -> None:
         """Change some fields of a cell's line and show it if that is due."""
@@ -147,7 +189,9 @@ class ProgressView:
                 key = cell.key()
                 if self._printed_keys.get(cell_id) != key:
                     self._printed_keys[cell_id] = key
-                    self._write(cell.text(self._width(), time.monotonic()) + "\n")
+                    now = time.monotonic()
+                    self._log(cell.text(self._width(), self.stage_eta(cell, now)))
+                    self._log_study(now)
 
     def trial_epoch(
         self,
@@ -158,17 +202,35 @@ class ProgressView:
         metric: str,
         value: float | None,
         gpu_mem_mb: float | None = None,
+        epoch_seconds: float | None = None,
+        trial_seconds: float | None = None,
     ) -> None:
         """A trial finished ``epoch`` (0-based); ``value`` is its validation score, if any,
-        ``gpu_mem_mb`` its peak GPU memory in that epoch, if it runs on a GPU."""
+        ``gpu_mem_mb`` its peak GPU memory in that epoch, if it runs on a GPU,
+        ``epoch_seconds`` how long that epoch took and ``trial_seconds`` how long ago the
+        trial started (None: unknown, the trial is taken to start with this epoch)."""
         with self._lock:
             now = time.monotonic()
+            spent = epoch_seconds or 0.0
+            started = now - (trial_seconds if trial_seconds is not None else spent)
             trial = self.trials.get((cell_id, number))
             if trial is None:
-                trial = TrialProgress(cell_id, number, max_epochs, metric, started=now)
+                trial = TrialProgress(cell_id, number, max_epochs, metric, started=started)
                 self.trials[(cell_id, number)] = trial
+                cell = self.cells.setdefault(cell_id, CellProgress(cell_id))
+                if epoch == 0 and trial_seconds is not None and epoch_seconds is not None:
+                    cell.setups_seen += 1  # a fresh trial: its time before this epoch
+                    cell.setup_seconds += max(0.0, trial_seconds - epoch_seconds)
+            trial.started = min(trial.started, started)
             trial.epoch = epoch
             trial.epochs_done += 1
+            trial.epoch_seconds += spent
+            cell = self.cells.setdefault(cell_id, CellProgress(cell_id))
+            if epoch_seconds is not None:
+                cell.epochs_seen += 1
+                cell.epoch_seconds += epoch_seconds
+            if not cell.max_epochs:
+                cell.max_epochs = max_epochs
             if value is not None:
                 trial.value = value
             trial.gpu_mem_mb = gpu_mem_mb
@@ -177,7 +239,13 @@ class ProgressView:
                 if now - self._last_draw >= self.interval:
                     self._draw()
             else:
-                self._write(f"{timestamp()} {trial.text(now).strip()}\n")
+                self._log(trial.text(now).strip())
+                if (
+                    self._study_logged_at is None
+                    or now - self._study_logged_at >= self.log_interval
+                    or not self._study_logged_eta
+                ):
+                    self._log_study(now)
 
     def trial_done(self, cell_id: str, number: int) -> None:
         """The trial ended (complete, pruned or failed): its line goes."""
@@ -193,7 +261,7 @@ class ProgressView:
                 self._write(text + "\n")
                 self._draw()
             else:
-                self._write(text + "\n")
+                self._log(text)
 
     def close(self) -> None:
         """Stop the ticker and leave the final state on screen."""
@@ -203,6 +271,79 @@ class ProgressView:
         with self._lock:
             if self.tty and self._dirty:
                 self._draw()
+
+    # -- estimates -----------------------------------------------------------------------
+
+    def epoch_time(self, cell: CellProgress) -> float | None:
+        """Mean seconds per epoch of ``cell``; of every cell when it has none yet."""
+        if cell.epochs_seen:
+            return cell.epoch_seconds / cell.epochs_seen
+        seen = sum(c.epochs_seen for c in self.cells.values())
+        if not seen:
+            return None
+        return sum(c.epoch_seconds for c in self.cells.values()) / seen
+
+    def _setup_time(self, cell: CellProgress) -> float:
+        if cell.setups_seen:
+            return cell.setup_seconds / cell.setups_seen
+        seen = sum(c.setups_seen for c in self.cells.values())
+        return sum(c.setup_seconds for c in self.cells.values()) / seen if seen else 0.0
+
+    def search_left(self, cell: CellProgress) -> float | None:
+        """Seconds of work (one trial at a time) the cell's search has left, at most."""
+        if cell.stage not in ("waiting", "search") or not cell.target:
+            return 0.0
+        per_epoch = self.epoch_time(cell)
+        if per_epoch is None or not cell.max_epochs:
+            return None
+        mine = [t for t in self.trials.values() if t.cell_id == cell.cell_id]
+        epochs = sum(t.epochs_left for t in mine)
+        not_started = max(0, cell.target - cell.done - len(mine))
+        epochs += not_started * cell.max_epochs
+        return epochs * per_epoch + not_started * self._setup_time(cell)
+
+    def final_left(self, cell: CellProgress) -> float | None:
+        """Seconds of work (one run at a time) the cell's final stage has left, at most."""
+        runs = max(0, cell.final_total - cell.final_done)
+        if not runs or cell.stage in ("failed", "done"):
+            return 0.0
+        per_epoch = self.epoch_time(cell)
+        if per_epoch is None or not cell.max_epochs:
+            return None
+        return runs * (cell.max_epochs * per_epoch + self._setup_time(cell))
+
+    def _slots(self) -> int:
+        return max([1] + [c.concurrency for c in self.cells.values()])
+
+    def stage_eta(self, cell: CellProgress, now: float) -> float | None:
+        """Seconds the cell's current stage has left, at most (None: not known yet)."""
+        if cell.stage == "final" and cell.eta_at is not None:
+            return max(0.0, cell.eta_at - now)
+        left = self.search_left(cell) if cell.stage == "search" else None
+        if cell.stage == "final":
+            left = self.final_left(cell)
+        return None if left is None else left / max(1, cell.concurrency)
+
+    def study_eta(self, now: float) -> float | None:
+        """Seconds the whole study has left, at most (None: no epoch time known yet)."""
+        finals = [c.eta_at for c in self.cells.values() if c.stage == "final" and c.eta_at]
+        if finals:  # the final stage runs, with measured run times: the last cell's end
+            return max(0.0, max(finals) - now)
+        total = 0.0
+        for cell in self.cells.values():
+            search, final = self.search_left(cell), self.final_left(cell)
+            if search is None or final is None:
+                return None
+            total += search + final
+        return total / self._slots()
+
+    def study_text(self, now: float) -> str:
+        """The study's line: its name and ETA."""
+        eta = self.study_eta(now)
+        when = "ETA unknown until the first epoch"
+        if eta is not None:
+            when = f"ETA {format_seconds(eta)} at most"
+        return f"study {self.name}  {when}" if self.name else f"study  {when}"
 
     # -- terminal drawing ----------------------------------------------------------------
 
@@ -222,15 +363,27 @@ class ProgressView:
 
     def _draw(self) -> None:
         now = time.monotonic()
-        lines = []
+        lines = [self.study_text(now)] if self.name else []
         for cell in self.cells.values():
-            lines.append(cell.text(self._width(), now))
+            lines.append(cell.text(self._width(), self.stage_eta(cell, now)))
             lines += [t.text(now) for t in self.trials.values() if t.cell_id == cell.cell_id]
         self._erase()
         self._write("".join(line + "\n" for line in lines))
         self._drawn_lines = len(lines)
         self._last_draw = now
         self._dirty = False
+
+    def _log_study(self, now: float) -> None:
+        if not self.name or not any(
+            c.stage in ("waiting", "search", "final") for c in self.cells.values()
+        ):
+            return  # no plan (plan_study), or nothing left to do
+        self._study_logged_at = now
+        self._study_logged_eta = self.study_eta(now) is not None
+        self._log(self.study_text(now))
+
+    def _log(self, text: str) -> None:
+        self._write(log_line(text, tty=False) + "\n")
 
     def _write(self, text: str) -> None:
         try:
@@ -240,6 +393,28 @@ class ProgressView:
             pass
 
 
+def plan_study(progress: ProgressView, spec: StudySpec, store: StudyStore) -> None:
+    """Tell the view every cell of the study and the work it has (its search's trial target,
+    ``max_epochs``, its final runs, the trials already done on disk), so the study's ETA is
+    known from the first epochs on."""
+    from faerec.study.store import count_trials, read_csv
+
+    progress.name = spec.name
+    for cell in spec.cells():
+        searched = cell.space is not None
+        finals = spec.final_seeds * (2 if searched and spec.final_reference else 1)
+        counts = count_trials(read_csv(store.cell(cell.cell_id).trials_csv)) if searched else None
+        progress.add_cell(
+            cell.cell_id,
+            target=spec.trials_for(cell) if searched else 0,
+            max_epochs=spec.cell_config(cell).train.max_epochs,
+            final_total=finals,
+            complete=counts.complete if counts else 0,
+            pruned=counts.pruned if counts else 0,
+            failed=counts.failed if counts else 0,
+        )
+
+
 def show_trial_epoch(
     progress: ProgressView, spec: StudySpec, cell: Cell, number: int, result: dict[str, Any]
 ) -> None:
@@ -247,12 +422,23 @@ def show_trial_epoch(
     metric = spec.search.objectives[0].name
     value = result.get(f"valid/{metric}")
     gpu_mem_mb = result.get(GPU_MEMORY_KEY)
+    seconds = _number(result.get("seconds"))
+    since_start = _number(result.get(SECONDS_KEY))
+    if since_start is not None and HISTORY_KEY in result:  # resumed: its earlier epochs too
+        earlier = json.loads(result[HISTORY_KEY])
+        since_start += sum(_number(e.get("seconds")) or 0.0 for e in earlier)
     progress.trial_epoch(
         cell.cell_id,
         number,
         int(result["epoch"]),
         spec.cell_config(cell).train.max_epochs,
         metric,
-        float(value) if isinstance(value, (int, float)) else None,
-        float(gpu_mem_mb) if isinstance(gpu_mem_mb, (int, float)) else None,
+        _number(value),
+        _number(gpu_mem_mb),
+        epoch_seconds=seconds,
+        trial_seconds=since_start,
     )
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

@@ -21,13 +21,13 @@ Exit codes of :func:`run_study`: 0 done, 1 some cells or seeds failed, 2 bad inp
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO, cast
 
 from faerec.errors import FaerecError
+from faerec.run_progress import say
 from faerec.study.bookkeeping import (
     CellMonitor,
     ExperimentIndex,
@@ -35,7 +35,7 @@ from faerec.study.bookkeeping import (
     touch_study_json,
     write_results_csv,
 )
-from faerec.study.progress import ProgressView
+from faerec.study.progress import ProgressView, plan_study
 from faerec.study.ray_session import QUIET_RAY_ENVIRONMENT as QUIET_RAY_ENVIRONMENT  # re-export
 from faerec.study.ray_session import RaySession
 from faerec.study.signals import InterruptGuard, StopNow, StudyInterrupted
@@ -95,7 +95,7 @@ class StudyRunner:
             default_dir = Path("studies").resolve()
             if self.store.root.parent != default_dir:
                 hint += f" --studies-dir {self.store.root.parent}"
-            print(f"interrupted; resume with: {hint}", file=sys.stderr)
+            say(f"interrupted; resume with: {hint}")
             return StudyInterrupted.exit_code
         finally:
             self.progress.close()
@@ -106,8 +106,7 @@ class StudyRunner:
         stops at once everywhere but in a search round (there it waits for the epochs)."""
         self.guard.immediate = True
         prepare_store(self.spec, self.store, self.options.command)
-        for cell in self.spec.cells():
-            self.progress.add_cell(cell.cell_id)
+        plan_study(self.progress, self.spec, self.store)
         outcomes: list[CellOutcome] = []
         for cell in self.spec.cells():
             self.guard.check()
@@ -130,9 +129,9 @@ class StudyRunner:
         else:
             self.progress.message("report: skipped, no final results yet")
         if problems:
-            print("faerec-study: some cells failed:", file=sys.stderr)
+            say("faerec-study: some cells failed:")
             for line in problems:
-                print(f"  {line}", file=sys.stderr)
+                say(f"  {line}")
             return 1
         return 0
 

@@ -25,6 +25,7 @@ from types import FrameType
 from typing import Any
 
 from faerec.errors import FaerecError
+from faerec.run_progress import log_line
 
 
 class StudyInterrupted(FaerecError):
@@ -39,10 +40,11 @@ class StopNow(KeyboardInterrupt):
 
 
 def _say(text: str) -> None:
-    """One line on stderr, written with a single system call: safe inside a signal handler,
-    where the interrupted code may be half-way through a print of its own."""
+    """One line on stderr (timestamped unless it is a terminal), written with a single system
+    call: safe inside a signal handler, where the interrupted code may be half-way through a
+    print of its own."""
     with contextlib.suppress(OSError):
-        os.write(2, (text + "\n").encode())
+        os.write(2, (log_line(text, os.isatty(2)) + "\n").encode())
 
 
 class InterruptGuard:

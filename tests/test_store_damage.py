@@ -349,17 +349,37 @@ def test_status_without_a_name_lists_the_studies(
     write_study(study.root.parent, "fresh", "fresh")
     assert main(["status", "--studies-dir", str(study.root.parent)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].split() == ["study", "cells", "trials", "seeds", "state"]
-    assert lines[1].split() == ["demo", "2", "4/4", "2/2", "interrupted"]  # no results.csv
-    assert lines[2].split() == ["fresh", "1", "0/0", "0/1", "interrupted"]
+    assert lines[0].split() == ["study", "cells", "trials", "seeds", "reference", "state"]
+    # no results.csv, and the searched cell's preset not retrained yet
+    assert lines[1].split() == ["demo", "2", "4/4", "2/2", "0/1", "interrupted"]
+    assert lines[2].split() == ["fresh", "1", "0/0", "0/1", "0/0", "interrupted"]
 
 
 def test_a_finished_study_is_listed_as_finished(
     study: StudyStore, capsys: pytest.CaptureFixture[str]
 ) -> None:
     study.write_results(("study",), [{"study": "demo"}])
+    write_json_atomic(study.cell(SEARCHED).reference_json(2024), tiny_run_result(2024).to_dict())
     assert main(["status", "--studies-dir", str(study.root.parent)]) == 0
     assert capsys.readouterr().out.strip().splitlines()[1].split()[-1] == "finished"
+
+
+def test_a_study_missing_reference_runs_is_not_finished(
+    study: StudyStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    study.write_results(("study",), [{"study": "demo"}])
+    assert main(["status", "--studies-dir", str(study.root.parent)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[1].split()[-1] == "interrupted"
+
+
+def test_status_counts_the_reference_runs_of_a_searched_cell(
+    study: StudyStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_json_atomic(study.cell(SEARCHED).reference_json(2024), tiny_run_result(2024).to_dict())
+    assert main(["status", "demo", "--studies-dir", str(study.root.parent)]) == 0
+    out = capsys.readouterr().out
+    assert "final: 1/1 seeds, reference 1/1\n" in out  # the searched cell
+    assert "final: 1/1 seeds\n" in out  # the preset cell has no reference runs
 
 
 def test_docs_show_the_layout_the_store_defines() -> None:

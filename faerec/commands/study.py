@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faerec.errors import FaerecError
+from faerec.run_progress import say
 from faerec.study.lock import LockInfo, StudyLock, StudyLocked
 from faerec.study.spec import SpecError, StudySpec, parse_spec, spec_from_dict
 from faerec.study.store import (
@@ -224,7 +225,7 @@ def _run(spec: StudySpec, args: argparse.Namespace, store: StudyStore) -> int:
         command=_command_line(args),
     )
     for notice in preset_notices(spec):
-        print(notice, file=sys.stderr)
+        say(notice)  # the run's log starts here: timestamped lines
     with StudyLock(store.root, options.command):
         return run_study(spec, options)
 
@@ -323,6 +324,8 @@ class CellProgress:
     trials: list[dict[str, str]]
     seeds: int
     seeds_set_aside: int
+    #: the preset retrained on final seeds (final/reference_seed_<s>.json; searched cells only)
+    references: int
 
     @property
     def searched(self) -> bool:
@@ -343,18 +346,40 @@ def _cell_progress(store: StudyStore, cell_id: str) -> CellProgress:
         trials=read_csv(cell.trials_csv),
         seeds=len(cell.done_seeds()),
         seeds_set_aside=len(cell.set_aside_seeds()),
+        references=len(cell.read_reference_seeds()),
     )
 
 
+@dataclass(frozen=True)
+class FinalPlan:
+    """What the final stage owes each cell: ``seeds`` runs of the chosen configuration and, for a
+    searched cell with ``final.reference`` on, as many runs of its preset."""
+
+    seeds: int
+    reference: bool
+
+    @classmethod
+    def of(cls, payload: dict[str, Any]) -> FinalPlan:
+        final = payload["spec"].get("final", {})
+        return cls(int(final.get("seeds", 0)), bool(final.get("reference", True)))
+
+    def references(self, cell: CellProgress) -> int:
+        """How many reference runs ``cell`` needs."""
+        return self.seeds if self.reference and cell.searched else 0
+
+    def complete(self, cell: CellProgress) -> bool:
+        return cell.seeds >= self.seeds and cell.references >= self.references(cell)
+
+
 def _study_state(
-    store: StudyStore, holder: LockInfo | None, cells: list[CellProgress], final_seeds: int
+    store: StudyStore, holder: LockInfo | None, cells: list[CellProgress], final: FinalPlan
 ) -> str:
-    """running (a driver holds the lock), finished (every trial and seed, results.csv), or
-    interrupted (work is missing and no driver is at it)."""
+    """running (a driver holds the lock), finished (every trial, seed and reference run,
+    results.csv), or interrupted (work is missing and no driver is at it)."""
     if holder is not None:
         return "running"
     complete = all(
-        (not c.searched or count_trials(c.trials).done >= c.target) and c.seeds >= final_seeds
+        (not c.searched or count_trials(c.trials).done >= c.target) and final.complete(c)
         for c in cells
     )
     return "finished" if complete and store.results_csv.exists() else "interrupted"
@@ -365,10 +390,10 @@ def handle_status(args: argparse.Namespace) -> int:
         return _list_studies(args.studies_dir)
     store = study_folder(args.name, args.studies_dir)
     payload = store.load_study_json()
-    final_seeds = int(payload["spec"].get("final", {}).get("seeds", 0))
+    final = FinalPlan.of(payload)
     holder = StudyLock.holder(store.root)
     cells = [_cell_progress(store, str(cell_id)) for cell_id in payload["cells"]]
-    state = _study_state(store, holder, cells, final_seeds)
+    state = _study_state(store, holder, cells, final)
     print(f"study {payload['name']}: {store.root}")
     if payload.get("description"):
         print(f"  {payload['description']}")
@@ -415,7 +440,9 @@ def handle_status(args: argparse.Namespace) -> int:
         for message in errors[:3]:
             print(f"  error: {message}")
         aside = f", {cell.seeds_set_aside} set aside" if cell.seeds_set_aside else ""
-        print(f"  final: {cell.seeds}/{final_seeds} seeds{aside}")
+        references = final.references(cell)
+        reference = f", reference {cell.references}/{references}" if references else ""
+        print(f"  final: {cell.seeds}/{final.seeds} seeds{aside}{reference}")
     if store.results_csv.exists():
         print(f"results: {store.results_csv}")
     return 0
@@ -428,27 +455,30 @@ def _resume_hint(store: StudyStore) -> str:
 
 
 def _list_studies(studies_dir: str) -> int:
-    """One line per study in ``studies_dir``: cells, trials done/target, seeds, state."""
+    """One line per study in ``studies_dir``: cells, trials done/target, seeds, reference runs,
+    state."""
     stores = list_studies(studies_dir)
     if not stores:
         print(f"no studies in {Path(studies_dir).resolve()}")
         return 0
-    rows = [("study", "cells", "trials", "seeds", "state")]
+    rows = [("study", "cells", "trials", "seeds", "reference", "state")]
     for store in stores:
         payload = store.load_study_json()
-        final_seeds = int(payload["spec"].get("final", {}).get("seeds", 0))
+        final = FinalPlan.of(payload)
         cells = [_cell_progress(store, str(cell_id)) for cell_id in payload["cells"]]
         holder = StudyLock.holder(store.root)
         done = sum(min(count_trials(c.trials).done, c.target) for c in cells if c.searched)
         target = sum(c.target for c in cells if c.searched)
-        seeds = sum(min(c.seeds, final_seeds) for c in cells)
-        state = _study_state(store, holder, cells, final_seeds)
+        seeds = sum(min(c.seeds, final.seeds) for c in cells)
+        references = sum(min(c.references, final.references(c)) for c in cells)
+        state = _study_state(store, holder, cells, final)
         rows.append(
             (
                 store.name,
                 str(len(cells)),
                 f"{done}/{target}",
-                f"{seeds}/{final_seeds * len(cells)}",
+                f"{seeds}/{final.seeds * len(cells)}",
+                f"{references}/{sum(final.references(c) for c in cells)}",
                 state if holder is None else f"running (pid {holder.pid} on {holder.host})",
             )
         )

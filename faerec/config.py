@@ -336,7 +336,7 @@ def coerce(key: str, value: Any) -> Any:
             return [_coerce_scalar(inner, v) for v in value]
         return _coerce_scalar(hint, value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{key}: expected {_type_name(hint)}, got {value!r}") from None
+        raise ConfigError(f"expected {_type_name(hint)}, got {value!r}", key=key) from None
 
 
 def _coerce_scalar(hint: Any, value: Any) -> Any:
@@ -381,7 +381,7 @@ def set_key(config: RunConfig, key: str, value: Any) -> None:
 
 def _choice(key: str, value: Any, allowed: tuple[str, ...] | list[str]) -> None:
     if value not in allowed:
-        raise ConfigError(f"{key}: expected one of {', '.join(allowed)}, got {value!r}")
+        raise ConfigError(f"expected one of {', '.join(allowed)}, got {value!r}", key=key)
 
 
 def validate(config: RunConfig) -> None:
@@ -416,7 +416,7 @@ def validate(config: RunConfig) -> None:
     }
     for key, value in positive.items():
         if not value > 0:
-            raise ConfigError(f"{key}: expected a positive number, got {value!r}")
+            raise ConfigError(f"expected a positive number, got {value!r}", key=key)
     probabilities = {
         "data.head_ratio": config.data.head_ratio,
         "model.hidden_dropout": config.model.hidden_dropout,
@@ -429,11 +429,11 @@ def validate(config: RunConfig) -> None:
     }
     for key, value in probabilities.items():
         if not 0.0 <= value <= 1.0:
-            raise ConfigError(f"{key}: expected a value in [0, 1], got {value!r}")
+            raise ConfigError(f"expected a value in [0, 1], got {value!r}", key=key)
     if config.faerec.w_min > config.faerec.w_max:
         raise ConfigError(
-            f"faerec.w_min: expected <= faerec.w_max ({config.faerec.w_max}), "
-            f"got {config.faerec.w_min}"
+            f"expected <= faerec.w_max ({config.faerec.w_max}), got {config.faerec.w_min}",
+            key="faerec.w_min",
         )
     for key, value in {
         "faerec.gamma": config.faerec.gamma,
@@ -444,21 +444,21 @@ def validate(config: RunConfig) -> None:
         "train.num_threads": config.train.num_threads,
     }.items():
         if value < 0:
-            raise ConfigError(f"{key}: expected a non-negative number, got {value!r}")
+            raise ConfigError(f"expected a non-negative number, got {value!r}", key=key)
     if not config.eval.ks or any(k <= 0 for k in config.eval.ks):
-        raise ConfigError(f"eval.ks: expected positive cut-offs, got {config.eval.ks!r}")
+        raise ConfigError(f"expected positive cut-offs, got {config.eval.ks!r}", key="eval.ks")
     metric = config.train.select_metric
     name, _, k = metric.partition("@")
     if name not in ("ndcg", "hr") or not k.isdigit() or int(k) not in config.eval.ks:
         raise ConfigError(
-            f"train.select_metric: expected ndcg@K or hr@K with K in eval.ks {config.eval.ks}, "
-            f"got {metric!r}"
+            f"expected ndcg@K or hr@K with K in eval.ks {config.eval.ks}, got {metric!r}",
+            key="train.select_metric",
         )
     if config.model.backbone == "sasrec" and config.model.hidden_size % config.model.num_heads:
         raise ConfigError(
-            "model.num_heads: expected a divisor of model.hidden_size "
-            f"({config.model.hidden_size}), "
-            f"got {config.model.num_heads}"
+            f"expected a divisor of model.hidden_size ({config.model.hidden_size}), "
+            f"got {config.model.num_heads}",
+            key="model.num_heads",
         )
 
 
@@ -653,7 +653,7 @@ def resolve_with_sources(
     apply("model.backbone", backbone, "--backbone")
     for key in overrides:
         if key in ("method", "model.backbone", "data.dataset"):
-            raise ConfigError(f"{key}: set it with its own option, not as an override")
+            raise ConfigError("set it with its own option, not as an override", key=key)
     declared, where = declared_preset_as(dataset)
     if declared:
         apply("data.preset_as", declared, where)

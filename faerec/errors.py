@@ -20,9 +20,21 @@ class FaerecError(Exception):
 
 
 class ConfigError(FaerecError):
-    """A bad configuration key or value (exit code 2, like a bad argument)."""
+    """A bad configuration key or value (exit code 2, like a bad argument).
+
+    ``key`` is the key it is about (None when no single key is); ``str()`` is then
+    ``key: detail``, and a caller that names the key its own way (a study spec's
+    ``FILE:LINE: fixed.KEY``) shows ``detail`` alone.
+    """
 
     exit_code = 2
+
+    def __init__(
+        self, message: str, *, key: str | None = None, exit_code: int | None = None
+    ) -> None:
+        super().__init__(f"{key}: {message}" if key else message, exit_code=exit_code)
+        self.key = key
+        self.detail = message
 
 
 class DataError(FaerecError):

@@ -5,12 +5,18 @@ Every problem is collected, not just the first, and each one names the YAML line
 and list item. Nothing here writes a file or starts a service, so ``faerec-study validate`` is
 safe to run anywhere, and the same checks guard ``run`` before any work starts.
 
+The keys themselves (type, default, range, meaning) are declared once, in
+:mod:`faerec.study.schema`; this module checks a file against that declaration and adds what no
+schema can say: dataset paths, the metrics, the search spaces (conditional branches, one
+distribution per key), grid compatibility, and each cell's resolved configuration and budget.
+
 The resolved spec (bundled dataset names or absolute paths, coerced values, every default
 filled in) is what ``study.json`` stores; :func:`spec_from_dict` reads it back for ``resume``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -18,56 +24,33 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_origin
+from typing import Annotated, Any, get_origin
 
 import yaml
+from pydantic import TypeAdapter, ValidationError
 
 from faerec import config as runconf
 from faerec.budget import grace_problem, selection_problem
 from faerec.errors import ConfigError
-from faerec.report import DEFAULT_FORMATS as DEFAULT_REPORT_FORMATS
-from faerec.report import FORMATS as REPORT_FORMATS
+from faerec.study.schema import (
+    DEFAULT_METRIC,
+    DIRECTIONS,
+    SCHEDULERS,
+    ResourceSettings,
+    SchedulerSettings,
+    SearchSection,
+    Section,
+    StudyFile,
+    explain,
+    identity_keys,
+    section_of,
+)
+from faerec.study.schema import describe as _describe
 from faerec.study.space import KINDS, Param, SearchSpace
 from faerec.text import did_you_mean
 
-SAMPLERS = ("tpe", "random", "cmaes", "grid")
-SCHEDULERS = ("asha", "median", "none")
-DIRECTIONS = ("maximize", "minimize")
-TOP_LEVEL_KEYS = (
-    "name",
-    "description",
-    "datasets",
-    "backbones",
-    "methods",
-    "preset",
-    "fixed",
-    "search",
-    "scheduler",
-    "resources",
-    "final",
-    "report",
-    "storage",
-)
-SEARCH_KEYS = ("metric", "direction", "trials", "sampler", "seed", "space")
-SCHEDULER_KEYS = {
-    "asha": ("type", "grace_epochs", "reduction_factor"),
-    "median": ("type", "grace_epochs", "min_samples"),
-    "none": ("type",),
-}
-RESOURCE_KEYS = ("cpus_per_trial", "gpus_per_trial", "max_concurrent", "max_failures")
 #: keys whose change would mix incompatible results in one study (resume refuses them)
-IDENTITY_KEYS = (
-    "datasets",
-    "backbones",
-    "methods",
-    "preset",
-    "fixed",
-    "search.space",
-    "search.metric",
-    "search.direction",
-    "scheduler",
-    "storage",
-)
+IDENTITY_KEYS = identity_keys()
 #: set by the cell itself
 CELL_KEYS = ("method", "data.dataset", "model.backbone")
 #: the training budget and where a run executes: fixed per study, never searched
@@ -79,15 +62,10 @@ NOT_SEARCHABLE = (
     "train.device",
     "train.num_threads",
 )
-DEFAULT_TRIALS = 20
-DEFAULT_FINAL_SEEDS = 5
-DEFAULT_METRIC = "valid.ndcg@20"
 
-_NAME = re.compile(r"[A-Za-z0-9._-]+")
 _METRIC = re.compile(
     r"valid\.(?:(?P<group>[A-Za-z][A-Za-z0-9_+-]*)\.)?(?P<name>ndcg|hr)@(?P<k>[0-9]+)"
 )
-_STORAGE_URL = re.compile(r"[a-z][a-z0-9+]*://.*")
 
 
 # --- problems ----------------------------------------------------------------------------------
@@ -219,29 +197,13 @@ class Objective:
 
 @dataclass(frozen=True)
 class SearchSettings:
+    """``search:`` as the runner uses it: the metrics as objectives, each method's space."""
+
     objectives: tuple[Objective, ...]
     trials: int
     sampler: str
     seed: int
     spaces: dict[str, SearchSpace]
-
-
-@dataclass(frozen=True)
-class SchedulerSettings:
-    type: str
-    grace_epochs: int = 1
-    reduction_factor: float = 3.0
-    min_samples: int = 3
-
-
-@dataclass(frozen=True)
-class ResourceSettings:
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    #: None = as many as the cluster's CPUs allow
-    max_concurrent: int | None = None
-    #: Ray-level retries of a trial whose worker died (a Python error is not retried)
-    max_failures: int = 2
 
 
 @dataclass(frozen=True)
@@ -261,26 +223,69 @@ class Cell:
 
 @dataclass(frozen=True)
 class StudySpec:
-    name: str
-    description: str
-    datasets: tuple[str, ...]
+    """A checked study: the resolved file (:class:`StudyFile`) and what is derived from it."""
+
+    #: the resolved study file, every default filled in: what study.json stores
+    file: StudyFile
     dataset_labels: tuple[str, ...]
-    backbones: tuple[str, ...]
-    methods: tuple[str, ...]
-    preset: str
-    fixed: dict[str, Any]
     search: SearchSettings
-    scheduler: SchedulerSettings
-    resources: ResourceSettings
-    final_seeds: int
-    report_formats: tuple[str, ...]
-    storage: str
     #: where the spec came from (a YAML file, or study.json for a resumed study)
     source: str = ""
     #: the YAML text as given (copied to studies/<name>/spec.yaml)
     text: str = field(default="", repr=False)
-    #: retrain each searched cell's preset over the final seeds too (faerec.study.reference)
-    final_reference: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.file.name
+
+    @property
+    def description(self) -> str:
+        return self.file.description
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        return tuple(self.file.datasets)
+
+    @property
+    def backbones(self) -> tuple[str, ...]:
+        return tuple(self.file.backbones)
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return tuple(self.file.methods)
+
+    @property
+    def preset(self) -> str:
+        return self.file.preset
+
+    @property
+    def fixed(self) -> dict[str, Any]:
+        return dict(self.file.fixed)
+
+    @property
+    def scheduler(self) -> SchedulerSettings:
+        return self.file.scheduler
+
+    @property
+    def resources(self) -> ResourceSettings:
+        return self.file.resources
+
+    @property
+    def final_seeds(self) -> int:
+        return self.file.final.seeds
+
+    @property
+    def final_reference(self) -> bool:
+        """Retrain each searched cell's preset over the final seeds too (faerec.study.reference)."""
+        return self.file.final.reference
+
+    @property
+    def report_formats(self) -> tuple[str, ...]:
+        return tuple(self.file.report.formats)
+
+    @property
+    def storage(self) -> str:
+        return self.file.storage
 
     @property
     def multi_objective(self) -> bool:
@@ -323,45 +328,9 @@ class StudySpec:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The resolved spec: every default filled in; :func:`spec_from_dict` reads it back."""
-        metrics = [o.metric for o in self.search.objectives]
-        directions = [o.direction for o in self.search.objectives]
-        scheduler: dict[str, Any] = {"type": self.scheduler.type}
-        if self.scheduler.type != "none":
-            scheduler["grace_epochs"] = self.scheduler.grace_epochs
-        if self.scheduler.type == "asha":
-            scheduler["reduction_factor"] = self.scheduler.reduction_factor
-        if self.scheduler.type == "median":
-            scheduler["min_samples"] = self.scheduler.min_samples
-        resources: dict[str, Any] = {
-            "cpus_per_trial": self.resources.cpus_per_trial,
-            "gpus_per_trial": self.resources.gpus_per_trial,
-            "max_failures": self.resources.max_failures,
-        }
-        if self.resources.max_concurrent is not None:
-            resources["max_concurrent"] = self.resources.max_concurrent
-        return {
-            "name": self.name,
-            "description": self.description,
-            "datasets": list(self.datasets),
-            "backbones": list(self.backbones),
-            "methods": list(self.methods),
-            "preset": self.preset,
-            "fixed": dict(self.fixed),
-            "search": {
-                "metric": metrics[0] if len(metrics) == 1 else metrics,
-                "direction": directions[0] if len(directions) == 1 else directions,
-                "trials": self.search.trials,
-                "sampler": self.search.sampler,
-                "seed": self.search.seed,
-                "space": {m: s.to_spec() for m, s in self.search.spaces.items()},
-            },
-            "scheduler": scheduler,
-            "resources": resources,
-            "final": {"seeds": self.final_seeds, "reference": self.final_reference},
-            "report": {"formats": list(self.report_formats)},
-            "storage": self.storage,
-        }
+        """The resolved spec, every default filled in (the declaration's own serialisation, in
+        the file's key order); :func:`spec_from_dict` reads it back."""
+        return self.file.model_dump()
 
 
 def identity(spec_dict: dict[str, Any]) -> dict[str, Any]:
@@ -441,20 +410,6 @@ def spec_from_dict(data: dict[str, Any], filename: str) -> StudySpec:
     return spec
 
 
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return f"a boolean ({value!r})"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return f"the text {value!r}"
-    return f"{type(value).__name__} {value!r}"
-
-
 def _line(container: Any, key: Any, default: int) -> int:
     """Line of ``container[key]`` (mapping key or list index); ``default`` when unknown."""
     if isinstance(container, LocatedDict):
@@ -503,8 +458,8 @@ class _Node:
 class _Checker:
     """Walks the parsed YAML, records every :class:`Problem` and builds the typed spec.
 
-    Getters record a problem and return the default for a bad value, so one pass finds every
-    problem; the spec is only used when there were none. Cross-checks that resolve each cell's
+    Each declared key is checked on its own (:meth:`section`), so one pass finds every problem;
+    the spec is only built when there were none. Cross-checks that resolve each cell's
     configuration run only on an otherwise clean spec.
     """
 
@@ -513,14 +468,19 @@ class _Checker:
         self.problems = problems
         #: reading study.json back (resume): every default is written out there
         self.stored = stored
+        # what later keys need from earlier ones (None: the earlier key was bad)
+        self.methods: list[str] | None = None
+        self.labels: list[str] = []
+        self.objectives: list[Objective] = [_default_objective()]
+        self.spaces: dict[str, SearchSpace] = {}
 
     def error(self, line: int, key: str, message: str) -> None:
         self.problems.append(Problem(self.file, line, key, message))
 
-    # -- generic getters -------------------------------------------------------------------
+    # -- checking against the declaration (faerec.study.schema) ----------------------------
 
-    def node(self, parent: _Node, name: str, allowed: Iterable[str] | None) -> _Node | None:
-        """A sub-mapping (absent or empty = {}), with its unknown keys reported."""
+    def mapping(self, parent: _Node, name: str) -> _Node | None:
+        """A sub-mapping (absent or empty = {}); None, with a problem, for anything else."""
         value = parent.data.get(name)
         line, key = parent.line_of(name), parent.key(name)
         if value is None:
@@ -528,10 +488,66 @@ class _Checker:
         if not isinstance(value, dict):
             self.error(line, key, f"expected a mapping, got {_describe(value)}")
             return None
-        node = _Node(value, key, line)
-        if allowed is not None:
-            self.unknown_keys(node, allowed)
-        return node
+        return _Node(value, key, line)
+
+    def section(
+        self,
+        model: type[Section],
+        node: _Node,
+        hooks: dict[str, Callable[[Any, _Node], Any]] | None = None,
+        kind: str | None = None,
+        defaults: dict[str, Any] | None = None,
+    ) -> Any:
+        """Check one mapping against its declaration; the resolved section, or None.
+
+        Unknown keys first, then every declared key in declared order, each on its own, so that
+        one bad value does not hide the next. A hook adds what the declaration cannot say: it
+        gets the key's value (checked against the declared type; a section's raw value) and
+        the mapping, reports its own problems and returns the resolved value. ``kind`` selects
+        a variant's keys (the scheduler's type); ``defaults`` replace declared defaults.
+        """
+        hooks = hooks or {}
+        allowed = model.keys(kind)
+        self.unknown_keys(node, allowed)
+        before = len(self.problems)
+        values: dict[str, Any] = {}
+        for name in allowed:
+            declared = model.model_fields[name]
+            sub = section_of(declared)
+            if sub is not None and name not in hooks:
+                child = self.mapping(node, name)
+                values[name] = None if child is None else self.section(sub, child)
+                continue
+            if name in node.data:
+                value = node.data[name]
+            elif declared.is_required():
+                self.error(node.line, node.key(name), "missing; this key is required")
+                continue
+            elif defaults and name in defaults:
+                value = defaults[name]
+            else:
+                value = declared.get_default(call_default_factory=True)
+            if sub is None and not self.declared_value(model, name, value, node):
+                continue
+            values[name] = hooks[name](value, node) if name in hooks else value
+        if len(self.problems) > before:
+            return None
+        return model.model_validate(values)
+
+    def declared_value(self, model: type[Section], name: str, value: Any, node: _Node) -> bool:
+        """Whether ``value`` has the declared type and range of ``model.name`` (else problems)."""
+        try:
+            _adapter(model, name).validate_python(value)
+        except ValidationError as error:
+            for detail in error.errors():
+                where, message = explain(model.model_fields[name], detail)
+                line = node.line_of(name)
+                if where:
+                    line = _line(node.data.get(name), where[0], line)
+                key = node.key(name) + "".join(f"[{i}]" for i in where)
+                self.error(line, key, message)
+            return False
+        return True
 
     def unknown_keys(self, node: _Node, allowed: Iterable[str]) -> None:
         allowed = list(allowed)
@@ -543,52 +559,6 @@ class _Checker:
                     f"unknown key; expected one of: {', '.join(allowed)}{_hint(str(key), allowed)}",
                 )
 
-    def integer(self, node: _Node, name: str, default: int, minimum: int) -> int:
-        value = node.data.get(name)
-        if name not in node.data:
-            return default
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            what = (
-                value
-                if isinstance(value, int) and not isinstance(value, bool)
-                else _describe(value)
-            )
-            self.error(
-                node.line_of(name), node.key(name), f"expected an integer >= {minimum}, got {what}"
-            )
-            return default
-        return value
-
-    def number(self, node: _Node, name: str, default: float, minimum: float, strict: bool) -> float:
-        if name not in node.data:
-            return default
-        value = _as_number(node.data[name])
-        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
-        if value is None or value < minimum or (strict and value == minimum):
-            got = f"{value:g}" if value is not None else _describe(node.data[name])
-            self.error(node.line_of(name), node.key(name), f"expected a number {bound}, got {got}")
-            return default
-        return float(value)
-
-    def boolean(self, node: _Node, name: str, default: bool) -> bool:
-        if name not in node.data:
-            return default
-        value = node.data[name]
-        if not isinstance(value, bool):
-            self.error(
-                node.line_of(name),
-                node.key(name),
-                f"expected true or false, got {_describe(value)}",
-            )
-            return default
-        return value
-
-    def word(self, node: _Node, name: str, default: str, allowed: Iterable[str]) -> str:
-        if name not in node.data:
-            return default
-        value = node.data[name]
-        return self.one_of(value, node.line_of(name), node.key(name), allowed) or default
-
     def one_of(self, value: Any, line: int, key: str, allowed: Iterable[str]) -> str | None:
         allowed = list(allowed)
         if not isinstance(value, str) or value not in allowed:
@@ -597,32 +567,6 @@ class _Checker:
             self.error(line, key, f"expected one of {', '.join(allowed)}, got {got}{hint}")
             return None
         return value
-
-    def name_list(
-        self, node: _Node, name: str, allowed: Iterable[str] | None
-    ) -> list[tuple[str, int, str]]:
-        """(item, line, key) of a required non-empty list of distinct names."""
-        if name not in node.data:
-            self.error(node.line, name, "missing; this key is required")
-            return []
-        value, line, key = node.data[name], node.line_of(name), node.key(name)
-        if not isinstance(value, list) or not value:
-            self.error(line, key, f"expected a non-empty list, got {_describe(value)}")
-            return []
-        items: list[tuple[str, int, str]] = []
-        for index, item in enumerate(value):
-            item_line, item_key = _line(value, index, line), f"{key}[{index}]"
-            if allowed is not None:
-                if self.one_of(item, item_line, item_key, allowed) is None:
-                    continue
-            elif not isinstance(item, str) or not item:
-                self.error(item_line, item_key, f"expected a name, got {_describe(item)}")
-                continue
-            if item in [i for i, _, _ in items]:
-                self.error(item_line, item_key, f"{item!r} is listed twice")
-                continue
-            items.append((item, item_line, item_key))
-        return items
 
     def config_key(self, key: Any, node: _Node, searched: bool) -> bool:
         """A key of faerec.config that a study may set (``searched``: in a space)."""
@@ -651,86 +595,55 @@ class _Checker:
 
     # -- the study ---------------------------------------------------------------------------
 
+    # -- the study ---------------------------------------------------------------------------
+
     def study(self, data: Any, base_dir: Path | None, text: str) -> StudySpec | None:
         if not isinstance(data, dict):
             self.error(1, "spec", f"expected a mapping of study keys, got {_describe(data)}")
             return None
         top = _Node(data, "", getattr(data, "line", 0))
-        self.unknown_keys(top, TOP_LEVEL_KEYS)
-        name = self.study_name(top)
-        description = top.data.get("description") or ""
-        if not isinstance(description, str):
-            self.error(
-                top.line_of("description"),
-                "description",
-                f"expected a text, got {_describe(description)}",
-            )
-        datasets = self.datasets(top, base_dir)
-        backbones = [b for b, _, _ in self.name_list(top, "backbones", runconf.BACKBONES)]
-        methods = [m for m, _, _ in self.name_list(top, "methods", list(runconf.METHODS))]
-        preset = self.word(top, "preset", "official", runconf.PRESETS)
-        fixed = self.fixed(top)
-        search = self.search(top, methods)
-        scheduler = self.scheduler(top, len(search.objectives) > 1)
-        resources = self.resources(top)
-        final = self.node(top, "final", ("seeds", "reference"))
-        final_seeds = (
-            DEFAULT_FINAL_SEEDS
-            if final is None
-            else self.integer(final, "seeds", DEFAULT_FINAL_SEEDS, 0)
+        resolved = self.section(
+            StudyFile,
+            top,
+            {
+                "datasets": lambda value, node: self.datasets(value, node, base_dir),
+                "methods": self.remember_methods,
+                "fixed": self.fixed,
+                "search": self.search,
+                "scheduler": self.scheduler,
+            },
         )
-        final_reference = True if final is None else self.boolean(final, "reference", True)
-        formats = self.report_formats(top)
-        storage = top.data.get("storage") or ""
-        if not isinstance(storage, str) or (storage and not _STORAGE_URL.fullmatch(storage)):
-            self.error(
-                top.line_of("storage"),
-                "storage",
-                "expected a database URL such as sqlite:///optuna.db or postgresql://user@host/db, "
-                f"got {_describe(storage)}",
-            )
-        if self.problems:
+        if resolved is None or self.problems:
             return None
+        file: StudyFile = resolved
         spec = StudySpec(
-            name=name,
-            description=str(description),
-            datasets=tuple(d for d, _ in datasets),
-            dataset_labels=tuple(label for _, label in datasets),
-            backbones=tuple(backbones),
-            methods=tuple(methods),
-            preset=preset,
-            fixed=fixed,
-            search=search,
-            scheduler=scheduler,
-            resources=resources,
-            final_seeds=final_seeds,
-            final_reference=final_reference,
-            report_formats=tuple(formats),
-            storage=str(storage),
+            file=file,
+            dataset_labels=tuple(self.labels),
+            search=SearchSettings(
+                objectives=tuple(self.objectives),
+                trials=file.search.trials,
+                sampler=file.search.sampler,
+                seed=file.search.seed,
+                spaces=self.spaces,
+            ),
             source=self.file,
             text=text,
         )
         self.cells(spec, top)
         return None if self.problems else spec
 
-    def study_name(self, top: _Node) -> str:
-        value = top.data.get("name")
-        if "name" not in top.data:
-            self.error(top.line, "name", "missing; this key is required")
-        elif not isinstance(value, str) or not _NAME.fullmatch(value) or value in (".", ".."):
-            self.error(
-                top.line_of("name"),
-                "name",
-                "expected a folder name of letters, digits, '.', '_' or '-' (not '.' or '..'), "
-                f"got {_describe(value)}",
-            )
-        return str(value)
+    def remember_methods(self, methods: list[str], top: _Node) -> list[str]:
+        """The listed methods: a space may only be given for one of them."""
+        self.methods = methods
+        return methods
 
-    def datasets(self, top: _Node, base_dir: Path | None) -> list[tuple[str, str]]:
-        """(what data.dataset gets, the label in cell ids) per dataset."""
-        resolved: list[tuple[str, str]] = []
+    def datasets(self, items: list[str], top: _Node, base_dir: Path | None) -> list[str]:
+        """What data.dataset gets, per dataset; their labels in cell ids go to ``self.labels``."""
+        resolved: list[str] = []
         labels: dict[str, str] = {}
-        for item, line, key in self.name_list(top, "datasets", None):
+        for index, item in enumerate(items):
+            line = _line(top.data.get("datasets"), index, top.line_of("datasets"))
+            key = f"datasets[{index}]"
             if item in runconf.BUNDLED_DATASETS:
                 dataset, label = item, item
             else:
@@ -769,11 +682,12 @@ class _Checker:
                 )
                 continue
             labels[label] = item
-            resolved.append((dataset, label))
+            resolved.append(dataset)
+            self.labels.append(label)
         return resolved
 
-    def fixed(self, top: _Node) -> dict[str, Any]:
-        node = self.node(top, "fixed", None)
+    def fixed(self, value: Any, top: _Node) -> dict[str, Any]:
+        node = self.mapping(top, "fixed")
         fixed: dict[str, Any] = {}
         for key, value in ({} if node is None else node.data).items():
             assert node is not None
@@ -787,26 +701,28 @@ class _Checker:
             try:
                 fixed[key] = runconf.coerce(key, value)
             except ConfigError as error:
-                self.error(node.line_of(key), node.key(key), _strip_key(str(error), key))
+                self.error(node.line_of(key), node.key(key), _about(error, key))
         return fixed
-
-    def report_formats(self, top: _Node) -> list[str]:
-        node = self.node(top, "report", ("formats",))
-        if node is None or "formats" not in node.data:
-            return list(DEFAULT_REPORT_FORMATS)
-        return [f for f, _, _ in self.name_list(node, "formats", REPORT_FORMATS)]
 
     # -- search ------------------------------------------------------------------------------
 
-    def search(self, top: _Node, methods: list[str]) -> SearchSettings:
-        node = self.node(top, "search", SEARCH_KEYS) or _Node(LocatedDict(), "search", 0)
-        objectives = self.objectives(node)
-        trials = self.integer(node, "trials", DEFAULT_TRIALS, 1)
-        sampler = self.word(node, "sampler", "tpe", SAMPLERS)
-        seed = self.integer(node, "seed", 0, 0)
-        spaces = self.spaces(node, methods)
-        if sampler == "grid":
-            for method, space in spaces.items():
+    def search(self, value: Any, top: _Node) -> SearchSection | None:
+        node = self.mapping(top, "search")
+        if node is None:
+            return None
+        section: SearchSection | None = self.section(
+            SearchSection,
+            node,
+            {
+                "metric": lambda value, node: self.metric(node),
+                "direction": lambda value, node: _one_or_list(
+                    [o.direction for o in self.objectives]
+                ),
+                "space": lambda value, node: self.spaces_of(node),
+            },
+        )
+        if section is not None and section.sampler == "grid":
+            for method, space in self.spaces.items():
                 if space.grid() is None:
                     self.error(
                         node.line_of("sampler"),
@@ -814,9 +730,14 @@ class _Checker:
                         "grid needs choice, int or discrete parameters without branches; the "
                         f"space of {method!r} has a continuous or conditional parameter",
                     )
-        return SearchSettings(tuple(objectives), trials, sampler, seed, spaces)
+        return section
 
-    def objectives(self, node: _Node) -> list[Objective]:
+    def metric(self, node: _Node) -> Any:
+        """The metrics as written (one, or a list); the objectives go to ``self.objectives``."""
+        self.objectives = self.objectives_of(node)
+        return _one_or_list([o.metric for o in self.objectives])
+
+    def objectives_of(self, node: _Node) -> list[Objective]:
         raw_metrics = node.data.get("metric", DEFAULT_METRIC)
         raw_directions = node.data.get("direction", "maximize")
         metrics = raw_metrics if isinstance(raw_metrics, list) else [raw_metrics]
@@ -827,7 +748,7 @@ class _Checker:
                 "search.metric",
                 "expected a metric such as valid.ndcg@20, got an empty list",
             )
-            return [Objective(DEFAULT_METRIC, "maximize", "overall", "ndcg@20")]
+            return [_default_objective()]
         if isinstance(raw_directions, list) and len(directions) != len(metrics):
             self.error(
                 node.line_of("direction"),
@@ -870,16 +791,17 @@ class _Checker:
             objectives.append(
                 Objective(metric, direction or "maximize", match.group("group") or "overall", name)
             )
-        return objectives or [Objective(DEFAULT_METRIC, "maximize", "overall", "ndcg@20")]
+        return objectives or [_default_objective()]
 
-    def spaces(self, search: _Node, methods: list[str]) -> dict[str, SearchSpace]:
-        node = self.node(search, "space", None)
+    def spaces_of(self, search: _Node) -> dict[str, Any]:
+        """Each method's space as written back (study.json); the parsed ones go to self.spaces."""
+        node = self.mapping(search, "space")
         spaces: dict[str, SearchSpace] = {}
         for method, params in ({} if node is None else node.data).items():
             assert node is not None
             line, key = node.line_of(method), node.key(method)
-            if method not in methods:
-                listed = ", ".join(methods) or "none"
+            if self.methods is not None and method not in self.methods:
+                listed = ", ".join(self.methods) or "none"
                 self.error(line, key, f"expected a method listed in methods ({listed})")
                 continue
             if not isinstance(params, dict) or not params:
@@ -893,7 +815,8 @@ class _Checker:
             seen: dict[str, tuple[tuple[Any, ...], int]] = {}
             parsed = self.params(_Node(params, key, line), seen, frozenset())
             spaces[str(method)] = SearchSpace(parsed)
-        return spaces
+        self.spaces = spaces
+        return {method: space.to_spec() for method, space in spaces.items()}
 
     def params(
         self, node: _Node, seen: dict[str, tuple[tuple[Any, ...], int]], enclosing: frozenset[str]
@@ -1076,7 +999,7 @@ class _Checker:
         try:
             option = runconf.coerce(key, item)
         except ConfigError as error:
-            self.error(line, dotted, _strip_key(str(error), key))
+            self.error(line, dotted, _about(error, key))
             return None
         if option in options:
             self.error(line, dotted, f"option {item!r} is listed twice")
@@ -1093,58 +1016,39 @@ class _Checker:
                 runconf.set_key(candidate, key, value)
                 _check_one_key(candidate, key)
             except ConfigError as error:
-                self.error(line, dotted, _strip_key(str(error), key))
+                self.error(line, dotted, _about(error, key))
                 return False
         return True
 
     # -- scheduler and resources -----------------------------------------------------------
 
-    def scheduler(self, top: _Node, multi_objective: bool) -> SchedulerSettings:
-        node = self.node(top, "scheduler", None)
+    # -- scheduler --------------------------------------------------------------------------
+
+    def scheduler(self, value: Any, top: _Node) -> SchedulerSettings | None:
+        """Its type decides which keys apply; a Pareto search defaults to (and needs) none."""
+        node = self.mapping(top, "scheduler")
         if node is None:
-            return SchedulerSettings("none")
+            return None
+        multi_objective = len(self.objectives) > 1
         default = "none" if multi_objective and "scheduler" not in top.data else "asha"
-        kind = self.word(node, "type", default, SCHEDULERS)
-        self.unknown_keys(node, SCHEDULER_KEYS[kind])
+        kind = node.data.get("type", default)
+        if not isinstance(kind, str) or kind not in SCHEDULERS:
+            kind = default
+        settings: SchedulerSettings | None = self.section(
+            SchedulerSettings, node, kind=kind, defaults={"type": default}
+        )
         if multi_objective and kind != "none":
             self.error(
                 node.line_of("type"),
                 "scheduler.type",
                 "a search over several metrics cannot stop trials on one of them; expected none",
             )
-        defaults = SchedulerSettings(kind)
-        allowed = SCHEDULER_KEYS[kind]
-        return SchedulerSettings(
-            type=kind,
-            grace_epochs=self.integer(node, "grace_epochs", 1, 1)
-            if "grace_epochs" in allowed
-            else 1,
-            reduction_factor=self.number(node, "reduction_factor", 3.0, 1.0, strict=True)
-            if "reduction_factor" in allowed
-            else defaults.reduction_factor,
-            min_samples=self.integer(node, "min_samples", 3, 1) if "min_samples" in allowed else 3,
-        )
-
-    def resources(self, top: _Node) -> ResourceSettings:
-        node = self.node(top, "resources", RESOURCE_KEYS)
-        if node is None:
-            return ResourceSettings()
-        concurrent = None
-        if node.data.get("max_concurrent") is not None:
-            concurrent = self.integer(node, "max_concurrent", 1, 1)
-        return ResourceSettings(
-            cpus_per_trial=self.number(node, "cpus_per_trial", 1.0, 0.0, strict=True),
-            gpus_per_trial=self.number(node, "gpus_per_trial", 0.0, 0.0, strict=False),
-            max_concurrent=concurrent,
-            max_failures=self.integer(node, "max_failures", 2, 0),
-        )
-
-    # -- cross-checks on every cell ----------------------------------------------------------
+        return settings
 
     def cells(self, spec: StudySpec, top: _Node) -> None:
         """Resolve each cell's configuration once, so a bad combination fails before any work."""
-        fixed = self.node(top, "fixed", None)
-        search = self.node(top, "search", None)
+        fixed = self.mapping(top, "fixed")
+        search = self.mapping(top, "search")
         metric_line = search.line_of("metric") if search is not None else top.line
         reported: set[str] = set()
 
@@ -1159,13 +1063,12 @@ class _Checker:
                     cell.dataset, cell.backbone, cell.method, spec.preset, spec.fixed
                 )
             except ConfigError as error:
-                key = str(error).split(":", 1)[0]
-                where = fixed.line_of(key) if fixed is not None else top.line
-                text = _strip_key(str(error), key) if key in spec.fixed else str(error)
+                ours = error.key is not None and error.key in spec.fixed
+                where = fixed.line_of(error.key) if fixed is not None else top.line
                 report(
                     where,
-                    f"fixed.{key}" if key in spec.fixed else "fixed",
-                    f"{text} (cell {cell.cell_id})",
+                    f"fixed.{error.key}" if ours else "fixed",
+                    f"{error.detail if ours else error} (cell {cell.cell_id})",
                 )
                 continue
             for objective in spec.search.objectives:
@@ -1221,13 +1124,32 @@ def _check_one_key(config: runconf.RunConfig, key: str) -> None:
     try:
         runconf.validate(config)
     except ConfigError as error:
-        if str(error).startswith(f"{key}:"):
+        if error.key == key:
             raise
 
 
-def _strip_key(message: str, key: str) -> str:
-    prefix = f"{key}: "
-    return message[len(prefix) :] if message.startswith(prefix) else message
+def _about(error: ConfigError, key: str) -> str:
+    """An error's text, without its key when it is about ``key`` (the problem names the key)."""
+    return error.detail if error.key == key else str(error)
+
+
+def _one_or_list(values: list[Any]) -> Any:
+    """One value as itself, several as a list: how metric and direction are written."""
+    return values[0] if len(values) == 1 else values
+
+
+def _default_objective() -> Objective:
+    return Objective(DEFAULT_METRIC, "maximize", "overall", "ndcg@20")
+
+
+@functools.cache
+def _adapter(model: type[Section], name: str) -> TypeAdapter[Any]:
+    """A validator of one declared key on its own, so that one bad key hides no other."""
+    declared = model.model_fields[name]
+    hint: Any = declared.annotation
+    if declared.metadata:
+        hint = Annotated[(hint, *declared.metadata)]
+    return TypeAdapter(hint, config=model.model_config)
 
 
 def _dataset_label(path: Path) -> str:

@@ -211,3 +211,40 @@ def test_tuned_is_tested_against_the_defaults(reference_report: Path) -> None:
     assert "Tuned against paper defaults" in html and "paper defaults" in html
     tex = (reference_report / "report.tex").read_text()
     assert r"\label{tab:tuning-ml-100k-sasrec}" in tex and "Improv. of tuning" in tex
+
+
+def test_a_preset_trial_interrupted_twice_is_retried_as_the_preset(tmp_path: Path) -> None:
+    """A driver stopped while the preset trial ran, then while its retry ran: the third attempt,
+    asked by a new search round's searcher, still carries the label and the preset's values."""
+    from faerec.study.retry import RETRY_ATTR, retry_interrupted_trials
+    from faerec.study.searcher import StudyOptunaSearch
+
+    spec = _spec(tmp_path)
+    cell = _faerec_cell(spec)
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(study_name="cell", storage=storage, direction="maximize")
+    reference = enqueue_reference(study, spec, cell)  # type: ignore[arg-type]
+    assert reference is not None
+    numbers = []
+    for round_number in (1, 2, 3):
+        searcher = StudyOptunaSearch(
+            space=cell.space,  # type: ignore[attr-defined]
+            metric="objective",
+            mode="max",
+            storage=storage,
+            study_name="cell",
+            cell_id=cell.cell_id,  # type: ignore[attr-defined]
+            sampler_kind="tpe",
+            base_seed=0,
+            tune_dir=str(tmp_path / "tune"),
+            experiment=f"search-{round_number:03d}",
+        )
+        config = searcher.suggest(f"t{round_number}")
+        assert config is not None
+        numbers.append(config["faerec_trial"])
+        retry_interrupted_trials(study)  # the driver stops while the trial runs
+    third = study.trials[numbers[-1]]
+    assert numbers == [0, 1, 2] and third.user_attrs[RETRY_ATTR] == 1
+    assert third.user_attrs[REFERENCE_ATTR] == "preset"
+    assert third.user_attrs[ADJUSTED_ATTR] == study.trials[0].user_attrs[ADJUSTED_ATTR]
+    assert third.params == reference.params

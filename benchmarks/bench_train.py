@@ -133,7 +133,7 @@ def time_epochs(
         synchronize(device)
         seconds.append(time.perf_counter() - started)
         _release_free_memory()  # as run_trial does after every epoch
-        print(f"  epoch {epoch}: {seconds[-1]:.1f} s", flush=True)
+        print(f"  epoch {epoch + 1}: {seconds[-1]:.1f} s", flush=True)  # shown from 1
     return seconds
 
 

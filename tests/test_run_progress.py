@@ -184,6 +184,13 @@ def test_a_log_repeats_the_study_eta_only_after_its_interval() -> None:
     assert len(study_lines(stream)) == 2  # with the cell's line (unknown ETA), the first epoch's
 
 
+def test_a_log_does_not_repeat_an_unchanged_study_line() -> None:
+    stream = io.StringIO()
+    view = planned_view(stream)  # its cell line came with the study's line
+    view.update("c1", running=0)
+    assert len(study_lines(stream)) == 1 and "running 0" in stream.getvalue()
+
+
 def test_final_stage_eta_counts_the_seeds_left_before_any_run_ended() -> None:
     stream = io.StringIO()
     view = planned_view(stream)

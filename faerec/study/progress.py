@@ -4,8 +4,9 @@ On a terminal the block of lines is redrawn in place at most every ``interval`` 
 ticker thread keeps the times moving between events). Anywhere else (a log file, a pipe, CI)
 every line starts with a UTC timestamp (:func:`faerec.run_progress.log_line`), a cell's line is
 printed again only when something in it changed, never on a timer, a running trial prints one
-line per epoch, and the study's line is printed with every cell line and after an epoch line
-when it has not been printed for ``log_interval`` seconds (or has not shown an ETA yet).
+line per epoch, and the study's line is printed (when it says something new) with every cell
+line and after an epoch line when it has not been printed for ``log_interval`` seconds (or has
+not shown an ETA yet).
 
 A trial's line shows its cell, number, epoch (counted from 1) out of ``train.max_epochs``, its
 latest validation score, its peak GPU memory in its last epoch (on a GPU: how tightly trials
@@ -158,6 +159,7 @@ class ProgressView:
         self._printed_keys: dict[str, str] = {}
         self._study_logged_at: float | None = None
         self._study_logged_eta = False
+        self._study_logged_text = ""
         self._drawn_lines = 0
         self._last_draw = 0.0
         self._dirty = False
@@ -378,9 +380,13 @@ class ProgressView:
             c.stage in ("waiting", "search", "final") for c in self.cells.values()
         ):
             return  # no plan (plan_study), or nothing left to do
+        text = self.study_text(now)
+        if text == self._study_logged_text:
+            return
         self._study_logged_at = now
         self._study_logged_eta = self.study_eta(now) is not None
-        self._log(self.study_text(now))
+        self._study_logged_text = text
+        self._log(text)
 
     def _log(self, text: str) -> None:
         self._write(log_line(text, tty=False) + "\n")

@@ -112,3 +112,11 @@ def test_configuration_reference_is_up_to_date() -> None:
     assert reference.read_text() == keys_markdown(), (
         "run: python -m faerec.config > docs/configuration.md"
     )
+
+
+def test_config_error_carries_the_key_it_is_about() -> None:
+    with pytest.raises(ConfigError) as caught:
+        resolve_config(overrides={"model.hidden_dropout": 1.5})
+    assert caught.value.key == "model.hidden_dropout"
+    assert caught.value.detail == "expected a value in [0, 1], got 1.5"
+    assert str(caught.value) == "model.hidden_dropout: expected a value in [0, 1], got 1.5"

@@ -808,7 +808,8 @@ class _Checker:
                 self.error(
                     line,
                     key,
-                    f"expected a mapping of parameters, got {_describe(params)} "
+                    "expected a mapping of parameters, got "
+                    f"{'an empty mapping' if params == {} else _describe(params)} "
                     "(omit the method to run its preset)",
                 )
                 continue

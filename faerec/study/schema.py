@@ -427,6 +427,11 @@ class StudyFile(Section):
     )
 
 
+def default_of(model: type[Section], name: str) -> Any:
+    """The declared default of ``model.name`` (a fresh copy of a list or mapping)."""
+    return model.model_fields[name].get_default(call_default_factory=True)
+
+
 def section_of(field: FieldInfo) -> type[Section] | None:
     """The section model a field holds, if it holds one."""
     hint = field.annotation

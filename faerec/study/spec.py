@@ -33,7 +33,6 @@ from faerec import config as runconf
 from faerec.budget import grace_problem, selection_problem
 from faerec.errors import ConfigError
 from faerec.study.schema import (
-    DEFAULT_METRIC,
     DIRECTIONS,
     SCHEDULERS,
     ResourceSettings,
@@ -41,6 +40,7 @@ from faerec.study.schema import (
     SearchSection,
     Section,
     StudyFile,
+    default_of,
     explain,
     identity_keys,
     section_of,
@@ -62,6 +62,9 @@ NOT_SEARCHABLE = (
     "train.device",
     "train.num_threads",
 )
+
+#: what :meth:`_Checker.declared_value` returns for a value that breaks its declaration
+_INVALID = object()
 
 _METRIC = re.compile(
     r"valid\.(?:(?P<group>[A-Za-z][A-Za-z0-9_+-]*)\.)?(?P<name>ndcg|hr)@(?P<k>[0-9]+)"
@@ -526,18 +529,21 @@ class _Checker:
             elif defaults and name in defaults:
                 value = defaults[name]
             else:
-                value = declared.get_default(call_default_factory=True)
-            if sub is None and not self.declared_value(model, name, value, node):
-                continue
+                value = default_of(model, name)
+            if sub is None:
+                value = self.declared_value(model, name, value, node)
+                if value is _INVALID:
+                    continue
             values[name] = hooks[name](value, node) if name in hooks else value
         if len(self.problems) > before:
             return None
         return model.model_validate(values)
 
-    def declared_value(self, model: type[Section], name: str, value: Any, node: _Node) -> bool:
-        """Whether ``value`` has the declared type and range of ``model.name`` (else problems)."""
+    def declared_value(self, model: type[Section], name: str, value: Any, node: _Node) -> Any:
+        """``value`` as the declared type of ``model.name`` (``1e-3`` written as text becomes a
+        number); :data:`_INVALID`, with a problem per fault, when it is not."""
         try:
-            _adapter(model, name).validate_python(value)
+            return _adapter(model, name).validate_python(value)
         except ValidationError as error:
             for detail in error.errors():
                 where, message = explain(model.model_fields[name], detail)
@@ -546,8 +552,7 @@ class _Checker:
                     line = _line(node.data.get(name), where[0], line)
                 key = node.key(name) + "".join(f"[{i}]" for i in where)
                 self.error(line, key, message)
-            return False
-        return True
+            return _INVALID
 
     def unknown_keys(self, node: _Node, allowed: Iterable[str]) -> None:
         allowed = list(allowed)
@@ -714,7 +719,7 @@ class _Checker:
             SearchSection,
             node,
             {
-                "metric": lambda value, node: self.metric(node),
+                "metric": self.metric,
                 "direction": lambda value, node: _one_or_list(
                     [o.direction for o in self.objectives]
                 ),
@@ -732,14 +737,13 @@ class _Checker:
                     )
         return section
 
-    def metric(self, node: _Node) -> Any:
+    def metric(self, raw_metrics: Any, node: _Node) -> Any:
         """The metrics as written (one, or a list); the objectives go to ``self.objectives``."""
-        self.objectives = self.objectives_of(node)
+        raw_directions = node.data.get("direction", default_of(SearchSection, "direction"))
+        self.objectives = self.objectives_of(raw_metrics, raw_directions, node)
         return _one_or_list([o.metric for o in self.objectives])
 
-    def objectives_of(self, node: _Node) -> list[Objective]:
-        raw_metrics = node.data.get("metric", DEFAULT_METRIC)
-        raw_directions = node.data.get("direction", "maximize")
+    def objectives_of(self, raw_metrics: Any, raw_directions: Any, node: _Node) -> list[Objective]:
         metrics = raw_metrics if isinstance(raw_metrics, list) else [raw_metrics]
         directions = raw_directions if isinstance(raw_directions, list) else [raw_directions]
         if not metrics:
@@ -787,10 +791,7 @@ class _Checker:
             if metric in [o.metric for o in objectives]:
                 self.error(line, key, f"{metric!r} is listed twice")
                 continue
-            name = f"{match.group('name')}@{int(match.group('k'))}"
-            objectives.append(
-                Objective(metric, direction or "maximize", match.group("group") or "overall", name)
-            )
+            objectives.append(_objective(match, direction or DIRECTIONS[0]))
         return objectives or [_default_objective()]
 
     def spaces_of(self, search: _Node) -> dict[str, Any]:
@@ -1031,7 +1032,11 @@ class _Checker:
         if node is None:
             return None
         multi_objective = len(self.objectives) > 1
-        default = "none" if multi_objective and "scheduler" not in top.data else "asha"
+        default = (
+            "none"
+            if multi_objective and "scheduler" not in top.data
+            else default_of(SchedulerSettings, "type")
+        )
         kind = node.data.get("type", default)
         if not isinstance(kind, str) or kind not in SCHEDULERS:
             kind = default
@@ -1139,8 +1144,17 @@ def _one_or_list(values: list[Any]) -> Any:
     return values[0] if len(values) == 1 else values
 
 
+def _objective(match: re.Match[str], direction: str) -> Objective:
+    """The objective of a metric that matched :data:`_METRIC`."""
+    name = f"{match.group('name')}@{int(match.group('k'))}"
+    return Objective(match.group(0), direction, match.group("group") or "overall", name)
+
+
 def _default_objective() -> Objective:
-    return Objective(DEFAULT_METRIC, "maximize", "overall", "ndcg@20")
+    """The declared default metric and direction (stands in for a bad one while checking)."""
+    match = _METRIC.fullmatch(default_of(SearchSection, "metric"))
+    assert match is not None
+    return _objective(match, default_of(SearchSection, "direction"))
 
 
 @functools.cache

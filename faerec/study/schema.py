@@ -164,11 +164,11 @@ def key(
     tell; ``only``: the scheduler types the key applies to; ``identity``: a change of the key
     changes what the results mean (resume refuses it).
     """
-    extra: dict[str, Any] = {"identity": identity}
+    notes: dict[str, Any] = {"identity": identity}
     for name, value in (("shown", shown), ("type", type_text), ("only", only)):
         if value is not None:
-            extra[name] = value
-    return Field(default, description=doc, json_schema_extra=extra, **constraints)
+            notes[name] = value
+    return Field(default, description=doc, json_schema_extra=notes, **constraints)
 
 
 def extra(field: FieldInfo, name: str) -> Any:

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, get_origin
+from typing import Annotated, Any, TypeVar, get_origin
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
@@ -62,6 +62,8 @@ NOT_SEARCHABLE = (
     "train.device",
     "train.num_threads",
 )
+
+_S = TypeVar("_S", bound=Section)
 
 #: what :meth:`_Checker.declared_value` returns for a value that breaks its declaration
 _INVALID = object()
@@ -495,12 +497,12 @@ class _Checker:
 
     def section(
         self,
-        model: type[Section],
+        model: type[_S],
         node: _Node,
         hooks: dict[str, Callable[[Any, _Node], Any]] | None = None,
         kind: str | None = None,
         defaults: dict[str, Any] | None = None,
-    ) -> Any:
+    ) -> _S | None:
         """Check one mapping against its declaration; the resolved section, or None.
 
         Unknown keys first, then every declared key in declared order, each on its own, so that
@@ -607,7 +609,7 @@ class _Checker:
             self.error(1, "spec", f"expected a mapping of study keys, got {_describe(data)}")
             return None
         top = _Node(data, "", getattr(data, "line", 0))
-        resolved = self.section(
+        file = self.section(
             StudyFile,
             top,
             {
@@ -618,9 +620,8 @@ class _Checker:
                 "scheduler": self.scheduler,
             },
         )
-        if resolved is None or self.problems:
+        if file is None or self.problems:
             return None
-        file: StudyFile = resolved
         spec = StudySpec(
             file=file,
             dataset_labels=tuple(self.labels),
@@ -715,7 +716,7 @@ class _Checker:
         node = self.mapping(top, "search")
         if node is None:
             return None
-        section: SearchSection | None = self.section(
+        section = self.section(
             SearchSection,
             node,
             {
@@ -1040,9 +1041,7 @@ class _Checker:
         kind = node.data.get("type", default)
         if not isinstance(kind, str) or kind not in SCHEDULERS:
             kind = default
-        settings: SchedulerSettings | None = self.section(
-            SchedulerSettings, node, kind=kind, defaults={"type": default}
-        )
+        settings = self.section(SchedulerSettings, node, kind=kind, defaults={"type": default})
         if multi_objective and kind != "none":
             self.error(
                 node.line_of("type"),

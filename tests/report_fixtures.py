@@ -125,8 +125,13 @@ def simulated_run(
     method: str,
     seed: int,
     overrides: dict[str, Any] | None = None,
+    converged: bool = False,
 ) -> RunResult:
-    """A plausible RunResult whose metrics all come from the stored per-user ranks."""
+    """A plausible RunResult whose metrics all come from the stored per-user ranks.
+
+    It runs to max_epochs (12) unless ``converged``: then early stopping ends it 3 epochs
+    after its best one.
+    """
     config = resolve_config(
         dataset,
         backbone,
@@ -144,8 +149,8 @@ def simulated_run(
     valid_ranks = data.ranks(method, seed + 1000)
     rng = np.random.default_rng(seed)
     history = []
-    epochs = 12
     best_epoch = 7 + seed % 3
+    epochs = best_epoch + 4 if converged else 12
     for epoch in range(epochs):
         progress = min(1.0, (epoch + 1) / (best_epoch + 1))
         valid = {f"ndcg@{k}": 0.05 * k / 10 * progress + rng.normal(0, 0.002) for k in KS}
@@ -173,13 +178,14 @@ def simulated_run(
         best_value=float(history[best_epoch].valid["ndcg@20"]),  # type: ignore[index]
         select_metric="ndcg@20",
         epochs_trained=epochs,
-        stop_reason="max_epochs",
+        stop_reason="early_stopping" if converged else "max_epochs",
         valid=_group_metrics(valid_ranks, data.masks),
         test=_group_metrics(ranks, data.masks),
         history=history,
         seconds=9.6,
         test_ranks=ranks.tolist(),
         test_user_index=list(range(data.n_users)),
+        test_user_group=np.where(data.head_target, "head", "tail").tolist(),
         data_stats=data.data_stats(dataset),
         environment={
             "device": "cpu",
@@ -309,12 +315,15 @@ def make_study_store(
     real: bool = False,
     method_overrides: dict[str, dict[str, Any]] | None = None,
     storage_url: str = "",
+    converged: tuple[str, ...] = (),
 ) -> Path:
     """Write ``studies_dir/<name>/`` as the study engine would after a finished run.
 
     With ``real`` the final seeds are the recorded real runs (ml-100k, SASRec, the methods and
     seeds of REAL_METHODS / REAL_SEEDS); otherwise they are simulated. With ``storage_url`` the
     searches are kept in that Optuna database (the spec's ``storage``) instead of journals.
+    The simulated final runs of ``converged`` methods stop early; the others at max_epochs.
+    The recorded real runs predate ``RunResult.test_user_group`` (old seed files).
     """
     if real:
         assert (dataset, backbone) == ("ml-100k", "sasrec"), "real runs exist for ml-100k/sasrec"
@@ -357,7 +366,9 @@ def make_study_store(
             result = (
                 real_run(method, seed)
                 if real
-                else simulated_run(data, dataset, backbone, method, seed, overrides)
+                else simulated_run(
+                    data, dataset, backbone, method, seed, overrides, method in converged
+                )
             )
             first = first or result
             write_json_atomic(cell.seed_json(seed), result.to_dict())

@@ -139,10 +139,10 @@ def _main_table(page: str) -> str:
 
 def test_main_table_rows_are_backbone_faerec_then_ablations(report: Path) -> None:
     table = _main_table((report / "report.html").read_text())
-    labels = re.findall(r'<td class="method"[^>]*>([^<]+)</td>', table)
+    labels = re.findall(r'<td class="method"[^>]*><span class="v">([^<]+)</span>', table)
     assert labels == ["SASRec", "SASRec + FAERec", "FAERec w/o gate", "Improv. of FAERec"]
     headers = re.findall(r"<th(?: class=\"sep\")?>((?:HR|NDCG)@\d+)</th>", table)
-    assert headers == ["HR@10", "NDCG@10", "HR@20", "NDCG@20"] * 3
+    assert headers == ["NDCG@10", "HR@10", "NDCG@20", "HR@20"] * 3
 
 
 def test_best_value_of_each_column_is_bold(report: Path) -> None:
@@ -156,7 +156,7 @@ def test_best_value_of_each_column_is_bold(report: Path) -> None:
     means = tidy[pick].groupby("method")["value"].mean()
     best_method = means.idxmax()
     table = _main_table((report / "report.html").read_text())
-    best_cells = re.findall(r'<td class="best[^"]*"><span class="v">([0-9.]+)</span>', table)
+    best_cells = re.findall(r'<td class="[^"]*best"><span class="v">([0-9.]+)</span>', table)
     assert f"{means[best_method]:.4f}" in best_cells
     md = (report / "report.md").read_text()
     assert f"**{means[best_method]:.4f}**" in md
@@ -197,7 +197,7 @@ def test_markdown_references_existing_relative_png_figures(report: Path) -> None
     assert links and all(link.startswith("figures/") and link.endswith(".png") for link in links)
     assert all((report / link).exists() for link in links)
     # GitHub tables: a header row, then a rule row of the same width
-    header = next(line for line in md.splitlines() if line.startswith("| Method | Overall HR@10"))
+    header = next(line for line in md.splitlines() if line.startswith("| Method | Overall NDCG@10"))
     rule = md.splitlines()[md.splitlines().index(header) + 1]
     assert header.count(" | ") == rule.count(" | ")
 
@@ -302,7 +302,8 @@ def test_data_strings_are_escaped_in_html_and_markdown(tmp_path: Path) -> None:
         t for t, a in _tags(page) if t == "img" and not (a.get("src") or "").startswith("data:")
     ] == []
     assert "Study &lt;script&gt;alert(1)&lt;/script&gt; description" in page  # the description
-    assert "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td>" in page  # the best-config value
+    # the best-config value
+    assert '<td><span class="v">&lt;script&gt;alert(1)&lt;/script&gt;</span></td>' in page
     assert "ml&lt;img src=x onerror=alert(2)&gt;" in page  # the dataset name
     for svg in (out / "figures").glob("*.svg"):  # standalone figure files carry no markup
         assert "onerror" not in svg.read_text(), svg.name
@@ -314,13 +315,13 @@ def test_data_strings_are_escaped_in_html_and_markdown(tmp_path: Path) -> None:
 # --- several studies ------------------------------------------------------------------------
 
 
-def test_several_studies_make_one_report_with_a_summary(tmp_path: Path) -> None:
+def test_several_studies_make_one_report_with_a_headline_table(tmp_path: Path) -> None:
     first = _small_store(tmp_path / "studies", "on-ml", dataset="ml-100k")
     second = _small_store(tmp_path / "studies", "on-beauty", dataset="beauty")
     out = tmp_path / "combined"
     build_report([first, second], out, formats=["html", "csv"])
     page = (out / "report.html").read_text()
-    assert "Summary across datasets" in page
+    assert page.count('data-kind="headline"') == 1
     assert "Results: ML-100K · SASRec" in page and "Results: Beauty · SASRec" in page
     tidy = pd.read_csv(out / "results.csv")
     assert set(tidy["study"]) == {"on-ml", "on-beauty"}

@@ -96,6 +96,16 @@ def test_main_table_and_every_figure_render(driver: object, page: Path) -> None:
         assert width > 0, image.get_attribute("alt")
 
 
+def test_headline_table_is_on_the_first_screen(driver: object, page: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    _open(driver, page)
+    table = driver.find_element(By.CSS_SELECTOR, 'table[data-kind="headline"]')  # type: ignore[attr-defined]
+    top = driver.execute_script("return arguments[0].getBoundingClientRect().top", table)  # type: ignore[attr-defined]
+    height = driver.execute_script("return window.innerHeight")  # type: ignore[attr-defined]
+    assert table.is_displayed() and 0 <= top < height
+
+
 def test_data_strings_show_as_text_and_run_nothing(driver: object, page: Path) -> None:
     from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.common.by import By
@@ -103,7 +113,7 @@ def test_data_strings_show_as_text_and_run_nothing(driver: object, page: Path) -
     _open(driver, page)
     lead = driver.find_element(By.CSS_SELECTOR, "p.lead").text  # type: ignore[attr-defined]
     assert lead == f"Browser check {XSS}"
-    cells = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "table.plain td")]  # type: ignore[attr-defined]
+    cells = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "table td")]  # type: ignore[attr-defined]
     assert XSS in cells
     assert driver.execute_script("return document.scripts.length") == 0  # type: ignore[attr-defined]
     with pytest.raises(NoAlertPresentException):

@@ -95,6 +95,23 @@ def test_wilcoxon_agrees_with_scipy_on_a_larger_sample() -> None:
     assert outcome.p_value == pytest.approx(float(wilcoxon(diffs).pvalue))
 
 
+def test_wilcoxon_within_an_item_group_pairs_only_its_users() -> None:
+    # Users 10-14 have tail targets, 20-22 head targets. Within the tail group the method wins
+    # for all five (exact two-sided p = 2 / 2^5); the head users, where it loses, are left out.
+    users = [10, 11, 12, 13, 14, 20, 21, 22]
+    groups = ["tail"] * 5 + ["head"] * 3
+    method = _run([5, 4, 3, 2, 1, 0, 0, 0], users)
+    baseline = _run([0, 0, 0, 0, 0, 1, 1, 1], users)
+    method.test_user_group = baseline.test_user_group = groups
+    outcome = paired_user_wilcoxon({1: method}, {1: baseline}, "ndcg", 10, "tail_items")
+    assert outcome.p_value == pytest.approx(2 / 32) and outcome.n == 5
+
+
+def test_wilcoxon_within_a_group_needs_the_stored_groups() -> None:
+    outcome = paired_user_wilcoxon({1: _run([1], [0])}, {1: _run([0], [0])}, "hr", 10, "head_items")
+    assert outcome.p_value is None and outcome.reason == "per-user test n/a (seed files predate it)"
+
+
 @pytest.mark.parametrize(
     ("p_value", "text"),
     [(None, "n/a"), (0.04321, "0.043"), (0.000512, "0.000512"), (2e-6, "<1e-4")],

@@ -1,6 +1,7 @@
 """`faerec-study report`: render a study (or several) from its stored files.
 
     faerec-study report NAME [--studies-dir DIR] [--reports-dir DIR] [--format md,html,csv,tex]
+                        [--ks 10,20] [--metrics ndcg,hr] [--partial]
     faerec-study report NAME1 NAME2 ... --output DIR
 
 NAME is a study name under --studies-dir, or a path to a study folder. One study goes to
@@ -66,8 +67,16 @@ def register(subparsers: Any) -> None:
         "--ks",
         default=None,
         metavar="LIST",
-        help="cut-offs K of the main tables, each measured by the studies (eval.ks) "
-        "(default: 10,20 where measured; the CSVs hold all)",
+        help="cut-offs K of the tables, each measured by the studies (eval.ks) "
+        "(default: 10 in the headline table, 10,20 in the others, where measured; the CSVs "
+        "hold all)",
+    )
+    parser.add_argument(
+        "--metrics",
+        default=None,
+        metavar="LIST",
+        help="metrics of the tables, in column order, each measured by the studies "
+        "(default: ndcg,hr)",
     )
     parser.add_argument(
         "--partial",
@@ -87,6 +96,13 @@ def _parse_ks(text: str) -> list[int]:
     if not ks or any(k <= 0 for k in ks):
         raise ConfigError(f"--ks: expected comma-separated positive integers, got {text!r}")
     return ks
+
+
+def _parse_metrics(text: str) -> list[str]:
+    metrics = [part.strip().lower() for part in text.split(",") if part.strip()]
+    if not metrics:
+        raise ConfigError(f"--metrics: expected comma-separated metric names, got {text!r}")
+    return metrics
 
 
 def study_path(name: str, studies_dir: Path) -> Path:
@@ -109,6 +125,8 @@ def command_line(args: argparse.Namespace) -> str:
     parts += ["--format", args.format]
     if args.ks is not None:
         parts += ["--ks", args.ks]
+    if args.metrics is not None:
+        parts += ["--metrics", args.metrics]
     if args.partial:
         parts.append("--partial")
     return shlex.join(parts)
@@ -119,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
 
     formats = parse_formats(args.format)
     ks = None if args.ks is None else _parse_ks(args.ks)
+    metrics = None if args.metrics is None else _parse_metrics(args.metrics)
     studies_dir = Path(args.studies_dir)
     paths = [study_path(name, studies_dir) for name in args.names]
     if args.output:
@@ -133,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         formats=formats,
         command=command_line(args),
         ks=ks,
+        metrics=metrics,
         allow_incomplete=args.partial,
     )
     main_files = [p for p in written if p.parent == output]

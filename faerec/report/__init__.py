@@ -6,8 +6,12 @@ starts Ray, and writes into ``output_dir``:
 * ``report.md``  GitHub-renderable, figures as ``figures/*.png``;
 * ``report.html`` one self-contained page (inline CSS, figures as data URIs, no scripts);
 * ``results.csv`` the tidy per-seed table and ``summary.csv`` means, changes and p-values;
-* ``report.tex`` booktabs tables of the main results (on request);
+* ``report.tex`` booktabs tables (on request);
 * ``figures/`` every figure as PNG and SVG.
+
+The pipeline: :mod:`~faerec.report.load` reads the store, :mod:`~faerec.report.tables` computes
+every number (:class:`~faerec.report.tables.ReportModel`), :mod:`~faerec.report.document` lays
+them out as one format-free document, and Markdown, HTML and LaTeX only render that document.
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from faerec.atomic import write_text_atomic
 from faerec.errors import ConfigError, FaerecError
+
+if TYPE_CHECKING:
+    from faerec.report.figures import FigureFile
 
 FORMATS = ("md", "html", "csv", "tex")
 DEFAULT_FORMATS = ("md", "html", "csv")
@@ -49,13 +57,15 @@ def build_report(
     command: str | None = None,
     *,
     ks: Sequence[int] | None = None,
+    metrics: Sequence[str] | None = None,
     allow_incomplete: bool = False,
 ) -> list[Path]:
     """Render a report of one or several studies into ``output_dir``; return the files written.
 
     Several studies (e.g. one per dataset) become one report with a summary across datasets.
-    ``ks`` are the cut-offs of the main tables (the CSVs hold all of them); each must have been
-    measured (None: 10 and 20, those of them that were measured). A missing or
+    ``ks`` are the cut-offs of the tables and ``metrics`` their metrics (the CSVs hold all of
+    them); each must have been measured (None: K = 10 in the headline table, 10 and 20 in the
+    others; NDCG and HR; those of them that were measured). A missing or
     incomplete study folder raises a DataError naming the file, unless ``allow_incomplete``,
     which leaves cells without final results out and says so in the report.
     """
@@ -70,7 +80,7 @@ def build_report(
     if len(set(names)) != len(names):
         raise ConfigError(f"the same study is given twice: {', '.join(names)}")
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    model = build_model(studies, ks=ks, command=command, generated=generated)
+    model = build_model(studies, ks=ks, command=command, generated=generated, metrics=metrics)
     output_dir = Path(output_dir)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -80,10 +90,7 @@ def build_report(
     if "csv" in chosen:
         for name, frame in (("results.csv", model.tidy), ("summary.csv", model.summary)):
             written.append(_written(output_dir / name, frame.to_csv(index=False)))
-    if "tex" in chosen:
-        from faerec.report.latex import render_latex
-
-        written.append(_written(output_dir / "report.tex", render_latex(model)))
+    figures: dict[str, FigureFile] = {}
     if "md" in chosen or "html" in chosen:
         from faerec.report.figures import render_figures
 
@@ -91,14 +98,22 @@ def build_report(
         figures = render_figures(model, figures_dir)
         _remove_stale_figures(figures_dir, {p for f in figures.values() for p in (f.png, f.svg)})
         written += [p for f in figures.values() for p in (f.png, f.svg)]
+    if {"md", "html", "tex"} & set(chosen):
+        from faerec.report.document import build_document
+
+        document = build_document(model, figures)
+        if "tex" in chosen:
+            from faerec.report.latex import render_latex
+
+            written.append(_written(output_dir / "report.tex", render_latex(document)))
         if "md" in chosen:
             from faerec.report.markdown import render_markdown
 
-            written.append(_written(output_dir / "report.md", render_markdown(model, figures)))
+            written.append(_written(output_dir / "report.md", render_markdown(document, figures)))
         if "html" in chosen:
             from faerec.report.html import render_html
 
-            written.append(_written(output_dir / "report.html", render_html(model, figures)))
+            written.append(_written(output_dir / "report.html", render_html(document, figures)))
     return written
 
 

@@ -11,34 +11,23 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from faerec.report.figures import FigureFile
-from faerec.report.stats import format_p
-from faerec.report.tables import (
-    TESTED_KINDS,
-    Column,
-    ReportModel,
-    ResultTable,
-    SearchSummary,
-    Section,
-    backbone_label,
-    cell_marks,
-    dataset_label,
-    final_seed_rows,
-    flat_config,
-    fmt_change,
-    fmt_count,
-    fmt_param,
-    fmt_value,
-    group_label,
-    p_value_rows,
-    stat_columns,
-    table_caption,
-    trial_counts_text,
+from faerec.report.document import (
+    Banner,
+    Block,
+    Bullets,
+    Cell,
+    Code,
+    Document,
+    Facts,
+    FigureRef,
+    Part,
+    Table,
+    Text,
 )
-from faerec.text import plural
+from faerec.report.figures import FigureFile
 
 
 class Markup(str):
@@ -128,6 +117,13 @@ table.results td .sd { display:block; font-size:11px; color:var(--muted); line-h
 table.results td.best .v { font-weight:700; color:var(--best); }
 table.results sup.sig { color:var(--accent); font-size:10px; margin-left:1px; }
 table.results tr.baseline td { background:#fafafa; }
+table.results tr.rule td { border-top:1px solid #9a9a9a; }
+table.results tbody tr.rule:first-child td { border-top:none; }
+caption .tnote { display:block; color:var(--muted); margin-top:3px; }
+table.plain td.best .v { font-weight:700; }
+table.plain sup.sig { color:var(--accent); font-size:10px; }
+table.plain .sd { color:var(--muted); font-size:11px; margin-left:3px; }
+table.plain th.group { text-align:center; }
 table.results tr.improv td { border-top:1px solid #9a9a9a; font-style:italic; color:#333;
   font-size:12.5px; }
 table.results td.sep, table.results th.sep { border-left:1px solid var(--faint); }
@@ -180,503 +176,179 @@ footer { margin-top:48px; padding-top:10px; border-top:1px solid var(--faint); c
 FIGURE_PX_PER_INCH = 100
 
 
-class _Counter:
-    """Numbers tables and figures in document order."""
-
-    def __init__(self) -> None:
-        self.table = 0
-        self.figure = 0
-
-    def next_table(self) -> int:
-        self.table += 1
-        return self.table
-
-    def next_figure(self) -> int:
-        self.figure += 1
-        return self.figure
-
-
 def _data_uri(figure: FigureFile) -> str:
     payload = base64.b64encode(figure.svg.read_bytes()).decode("ascii")
     return f"data:image/svg+xml;base64,{payload}"
 
 
-def _figure(figure: FigureFile | None, counter: _Counter) -> Markup | None:
-    if figure is None:
-        return None
-    number = counter.next_figure()
+def _figure(ref: FigureRef, figures: Mapping[str, FigureFile]) -> Markup:
+    figure = figures[ref.key]
     width = round(figure.width_in * FIGURE_PX_PER_INCH)
     return el(
         "figure",
-        el("img", src=_data_uri(figure), alt=figure.alt, width=str(width)),
-        el("figcaption", el("span", f"Figure {number}. ", class_="caption-label"), figure.caption),
-        id=f"figure-{number}",
+        el("img", src=_data_uri(figure), alt=ref.alt, width=str(width)),
+        el("figcaption", el("span", f"Figure {ref.number}. ", class_="caption-label"), ref.caption),
+        id=f"figure-{ref.number}",
     )
 
 
-def _value_cell(cell: Any, column_index: int, first_of_group: bool) -> Markup:
-    if cell is None:
-        return el("td", "\u2013", class_="sep" if first_of_group else None)
-    marks = cell_marks(cell)
-    classes = " ".join(
-        c for c in ("best" if cell.best else "", "sep" if first_of_group else "") if c
-    )
+def _cell(cell: Cell, tag: str, classes: list[str]) -> Markup:
+    if cell.strong:
+        classes = [*classes, "best"]
+    value = el("code", cell.value) if cell.code else el("span", cell.value, class_="v")
+    marks = cell.marks + cell.notes
     return el(
-        "td",
-        el("span", fmt_value(cell.mean), class_="v"),
+        tag,
+        value,
         el("sup", marks, class_="sig") if marks else None,
-        el("span", f"\u00b1{fmt_value(cell.std)}", class_="sd") if cell.std is not None else None,
-        class_=classes or None,
+        el("span", f"\u00b1{cell.spread}", class_="sd") if cell.spread else None,
+        class_=" ".join(classes) or None,
+        title=cell.hint or None,
     )
 
 
-def _result_table(table: ResultTable, counter: _Counter) -> Markup:
-    number = counter.next_table()
-    groups = table.groups
-    head_top = [el("th", "Method", rowspan="2", class_="method")]
-    for group in groups:
-        size = table.group_sizes.get(group)
-        head_top.append(
-            el(
-                "th",
-                group_label(group),
-                el("span", plural(size, "user"), class_="n") if size else None,
-                colspan=str(len(table.columns_of(group))),
-                class_="group sep",
+def _group_starts(table: Table) -> set[int]:
+    """Columns that open a column group (a thin rule on their left)."""
+    starts: set[int] = set()
+    if table.spans:
+        column = 0
+        for span in table.spans[-1]:
+            if span.label and column >= table.stub:
+                starts.add(column)
+            column += span.span
+    return starts
+
+
+def _table(table: Table) -> Markup:
+    starts = _group_starts(table)
+    stub = table.stub
+
+    def classes(index: int) -> list[str]:
+        out = ["method"] if index < stub else []
+        return out + (["sep"] if index in starts else [])
+
+    head = []
+    for spans in table.spans:
+        cells = []
+        column = 0
+        for span in spans:
+            sub = el("span", span.sub, class_="n") if span.sub else None
+            group = ["group"] + (["sep"] if column in starts else []) if span.label else []
+            cells.append(
+                el("th", span.label, sub, colspan=str(span.span), class_=" ".join(group) or None)
             )
+            column += span.span
+        head.append(el("tr", cells))
+    head.append(
+        el(
+            "tr",
+            [el("th", h, class_=" ".join(classes(i)) or None) for i, h in enumerate(table.header)],
         )
-    head_bottom = []
-    for group in groups:
-        for index, column in enumerate(table.columns_of(group)):
-            head_bottom.append(el("th", column.metric_label, class_="sep" if index == 0 else None))
+    )
     body = []
     for row in table.rows:
-        cells = [el("td", row.label, class_="method", title=f"{row.study}/{row.cell_id}")]
-        for group in groups:
-            for index, column in enumerate(table.columns_of(group)):
-                cells.append(_value_cell(row.cells.get(column), index, index == 0))
-        body.append(el("tr", cells, class_="baseline" if row.is_baseline else None))
-    if table.improvement:
-        cells = [el("td", table.improvement_label, class_="method")]
-        for group in groups:
-            for index, column in enumerate(table.columns_of(group)):
-                cells.append(
-                    el(
-                        "td",
-                        fmt_change(table.improvement.get(column)),
-                        class_="sep" if index == 0 else None,
-                    )
-                )
-        body.append(el("tr", cells, class_="improv"))
-    caption = el(
-        "caption", el("span", f"Table {number}. ", class_="caption-label"), table_caption(table)
-    )
-    parts = [
-        el(
-            "div",
-            el(
-                "table",
-                caption,
-                el("thead", el("tr", head_top), el("tr", head_bottom)),
-                el("tbody", body),
-                class_="results",
-                id=f"table-{number}",
-                data_kind=table.kind,
-            ),
-            class_="table-wrap",
-        )
-    ]
-    if table.kind in TESTED_KINDS and table.has_tests:
-        parts.append(_p_value_table(table, number))
-    return Markup("".join(parts))
-
-
-def _p_value_table(table: ResultTable, number: int) -> Markup:
-    rows = p_value_rows(table)
-    if not rows:
-        return Markup("")
-    groups = table.groups
-    head_top = [
-        el("th", "Method", rowspan="2", class_="method"),
-        el("th", "Test", rowspan="2", class_="method"),
-    ]
-    head_top += [
-        el("th", group_label(g), colspan=str(len(table.columns_of(g))), class_="group sep")
-        for g in groups
-    ]
-    head_bottom = [
-        el("th", c.metric_label, class_="sep" if i == 0 else None)
-        for g in groups
-        for i, c in enumerate(table.columns_of(g))
-    ]
-    body = []
-    previous = None
-    for label, test, outcomes in rows:
-        cells = [
-            el("td", label if label != previous else "", class_="method"),
-            el("td", test, class_="method"),
-        ]
-        previous = label
-        for group in groups:
-            for index, column in enumerate(table.columns_of(group)):
-                cells.append(_p_cell(outcomes.get(column), index == 0))
-        body.append(el("tr", cells))
-    return el(
-        "details",
-        el("summary", f"p-values of Table {number} (vs {_baseline_label(table)}; blue: p < 0.05)"),
-        el(
-            "div",
-            el(
-                "table",
-                el("thead", el("tr", head_top), el("tr", head_bottom)),
-                el("tbody", body),
-                class_="pvals",
-            ),
-            class_="table-wrap",
-        ),
-        open=True,
-    )
-
-
-def _baseline_label(table: ResultTable) -> str:
-    return next((r.label for r in table.rows if r.is_baseline), "the backbone")
-
-
-def _p_cell(outcome: Any, first_of_group: bool) -> Markup:
-    sep = "sep" if first_of_group else None
-    if outcome is None:
-        return el("td", "", class_=sep)
-    if outcome.p_value is None:
-        return el("td", "n/a", title=outcome.reason, class_=sep)
-    classes = " ".join(c for c in ("sigp" if outcome.significant else "", sep or "") if c)
-    return el("td", format_p(outcome.p_value), class_=classes or None, title=f"n = {outcome.n}")
-
-
-def _plain_table(
-    headers: list[str],
-    rows: list[list[Any]],
-    numeric: set[int] | None = None,
-    caption: Markup | None = None,
-) -> Markup:
-    numeric = numeric or set()
-    head = el(
-        "tr", [el("th", h, class_="num" if i in numeric else None) for i, h in enumerate(headers)]
-    )
-    body = [
-        el("tr", [el("td", v, class_="num" if i in numeric else None) for i, v in enumerate(row)])
-        for row in rows
-    ]
-    return el(
+        cells = [_cell(c, "td", classes(i)) for i, c in enumerate(row.cells)]
+        kind = {"baseline": "baseline", "summary": "improv"}.get(row.kind, "")
+        rule = "rule" if row.rule_above else ""
+        body.append(el("tr", cells, class_=" ".join(c for c in (kind, rule) if c) or None))
+    label = el("span", f"Table {table.number}. ", class_="caption-label") if table.number else None
+    notes = [el("span", note, class_="tnote") for note in table.notes]
+    caption = None if table.collapsed else el("caption", label, table.caption, notes)
+    kind = "results" if table.paper else "plain"
+    markup = el(
         "div",
-        el("table", caption, el("thead", head), el("tbody", body), class_="plain"),
+        el(
+            "table",
+            caption,
+            el("thead", head),
+            el("tbody", body),
+            class_=kind,
+            id=f"table-{table.number}" if table.number else None,
+            data_kind=table.kind,
+        ),
         class_="table-wrap",
     )
-
-
-def _header(model: ReportModel) -> Markup:
-    descriptions = [el("p", s.description, class_="lead") for s in model.studies if s.description]
-    meta = f"Generated {model.generated}" if model.generated else ""
-    return el("header", el("h1", model.title), descriptions, el("p", meta, class_="meta"))
-
-
-def _toc(model: ReportModel) -> Markup:
-    items = [el("li", el("a", "Protocol and data", href="#protocol"))]
-    if len(model.sections) > 1:
-        items.append(el("li", el("a", "Summary across datasets", href="#summary")))
-    for section in model.sections:
-        items.append(el("li", el("a", f"Results: {section.title}", href=f"#{section.anchor}")))
-        items.append(
-            el("li", el("a", f"Search details: {section.title}", href=f"#{section.anchor}-search"))
+    if table.collapsed:
+        return el(
+            "details",
+            el("summary", table.caption),
+            markup,
+            [el("p", note, class_="note") for note in table.notes],
         )
+    return markup
+
+
+#: a banner with more items folds them, so that the headline table stays on the first screen
+BANNER_OPEN_ITEMS = 4
+
+
+def _banner(banner: Banner) -> Markup:
+    items = el("ul", [el("li", item) for item in banner.items])
+    if len(banner.items) > BANNER_OPEN_ITEMS:
+        items = el("details", el("summary", f"show all {len(banner.items)}"), items)
+    return el("div", el("strong", f"{banner.title}:"), items, class_="warn")
+
+
+def _blocks(blocks: Sequence[Block], figures: Mapping[str, FigureFile]) -> list[Markup]:
+    out: list[Markup] = []
+    row: list[Markup] = []
+    for block in blocks:
+        if isinstance(block, FigureRef):
+            row.append(_figure(block, figures))
+            continue
+        if row:
+            out.append(el("div", row, class_="fig-row") if len(row) > 1 else row[0])
+            row = []
+        if isinstance(block, Part):
+            heading = el(f"h{block.level}", block.title, id=block.anchor)
+            out.append(el("section", heading, _blocks(block.blocks, figures)))
+        elif isinstance(block, Table):
+            out.append(_table(block))
+        elif isinstance(block, Facts):
+            items = [
+                el("span", el("b", f"{k}: "), el("code", v) if block.code else v)
+                for k, v in block.items
+            ]
+            out.append(el("div", items, class_="kv"))
+        elif isinstance(block, Bullets):
+            out.append(el("ul", [el("li", item) for item in block.items]))
+        elif isinstance(block, Text):
+            inner = el("strong", block.text) if block.strong else block.text
+            out.append(el("p", inner, class_="note" if block.muted else None))
+        elif isinstance(block, Code):
+            pre = el("pre", block.text, class_="cmd")
+            if block.collapsed:
+                out.append(el("details", el("summary", block.label), pre))
+            else:
+                out += [el("p", el("span", f"{block.label}:", class_="note")), pre]
+        elif isinstance(block, Banner):
+            out.append(_banner(block))
+    if row:
+        out.append(el("div", row, class_="fig-row") if len(row) > 1 else row[0])
+    return out
+
+
+def _toc(document: Document) -> Markup:
+    parts = ([document.headline] if document.headline else []) + document.parts
+    items = [el("li", el("a", p.title, href=f"#{p.anchor}")) for p in parts]
     return el("nav", el("strong", "Contents"), el("ol", items), class_="toc")
 
 
-def _warnings(model: ReportModel) -> Markup | None:
-    if not model.warnings:
-        return None
-    return el(
-        "div",
-        el("strong", "Check before comparing numbers:"),
-        el("ul", [el("li", w) for w in model.warnings]),
-        class_="warn",
+def render_html(document: Document, figures: Mapping[str, FigureFile]) -> str:
+    """The whole page as one string; the first screen shows the banners and the headline."""
+    header = el(
+        "header",
+        el("h1", document.title),
+        [el("p", text, class_="lead") for text in document.lead],
+        el("p", document.generated, class_="meta"),
     )
-
-
-def _protocol(model: ReportModel, counter: _Counter) -> Markup:
-    parts: list[Any] = [el("h2", "Protocol and data", id="protocol")]
-    study_rows = []
-    for study in model.studies:
-        meta = study.meta
-        study_rows.append(
-            [
-                study.name,
-                str(meta.get("spec_hash", "")),
-                str(meta.get("created", "")),
-                str(meta.get("updated", "")),
-                str(len(study.cells)),
-            ]
-        )
-    parts.append(el("h3", "Studies"))
-    parts.append(
-        _plain_table(["Study", "Spec hash", "Created", "Updated", "Cells"], study_rows, numeric={4})
-    )
-    for study in model.studies:
-        command = study.meta.get("command")
-        if command:
-            parts.append(el("p", el("span", f"Study command ({study.name}):", class_="note")))
-            parts.append(el("pre", str(command), class_="cmd"))
-    if model.command:
-        parts.append(el("p", el("span", "Report command:", class_="note")))
-        parts.append(el("pre", model.command, class_="cmd"))
-    for study in model.studies:
-        if study.spec_text:
-            parts.append(
-                el(
-                    "details",
-                    el("summary", f"Study spec of {study.name} (spec.yaml)"),
-                    el("pre", study.spec_text, class_="cmd spec"),
-                )
-            )
-    parts.append(el("h3", "Evaluation protocol"))
-    items = []
-    for item in model.protocol:
-        items.append(el("dt", item.label))
-        value: Any = item.value
-        if item.mixed:
-            value = [el("strong", item.value), el("ul", [el("li", m) for m in item.mixed])]
-        items.append(el("dd", value))
-    parts.append(el("dl", items, class_="protocol"))
-    if model.datasets:
-        columns = stat_columns(model.datasets)
-        bucket_labels = list(dict.fromkeys(b for s in model.datasets for b in s.items_per_bucket))
-        headers = ["Dataset"] + [label for _, label in columns]
-        headers += [f"Items {b}" for b in bucket_labels]
-        rows = []
-        for stats in model.datasets:
-            row = [dataset_label(stats.dataset)]
-            row += [fmt_count(stats.values.get(k, "")) for k, _ in columns]
-            row += [fmt_count(stats.items_per_bucket.get(b, "")) for b in bucket_labels]
-            rows.append(row)
-        number = counter.next_table()
-        caption = el(
-            "caption",
-            el("span", f"Table {number}. ", class_="caption-label"),
-            "Dataset statistics (from the final runs' data_stats). Item buckets count "
-            "items by their number of interactions.",
-        )
-        parts.append(el("h3", "Datasets"))
-        parts.append(
-            _plain_table(headers, rows, numeric=set(range(1, len(headers))), caption=caption)
-        )
-    if model.environment:
-        parts.append(el("h3", "Software and environment"))
-        parts.append(
-            el("div", [el("span", el("b", f"{k}: "), v) for k, v in model.environment], class_="kv")
-        )
-    return el("section", parts)
-
-
-def _summary(model: ReportModel, counter: _Counter) -> Markup | None:
-    """Across datasets: FAERec vs the backbone, NDCG at the headline cut-off."""
-    if len(model.sections) < 2:
-        return None
-    groups = list(dict.fromkeys(g for s in model.sections for g in s.main.groups))
-    body = []
-    metric_label = ""
-    for section in model.sections:
-        table = section.main
-        base = next((r for r in table.rows if r.is_baseline), None)
-        ours = next((r for r in table.rows if r.method == "faerec"), None)
-        if base is None or ours is None:
-            continue
-        cells = [
-            el("td", dataset_label(section.dataset), class_="method"),
-            el("td", backbone_label(section.backbone), class_="method"),
-        ]
-        for group in groups:
-            column = _headline_column(table, group)
-            b = base.cells.get(column) if column else None
-            o = ours.cells.get(column) if column else None
-            if column is not None:
-                metric_label = column.metric_label
-            cells.append(el("td", fmt_value(b.mean) if b else "\u2013", class_="sep"))
-            marks = cell_marks(o) if o else ""
-            cells.append(
-                el(
-                    "td",
-                    el("span", fmt_value(o.mean) if o else "\u2013", class_="v"),
-                    el("sup", marks, class_="sig") if marks else None,
-                )
-            )
-            cells.append(el("td", fmt_change(o.rel_change) if o else "\u2013"))
-        body.append(el("tr", cells))
-    if not body:
-        return None
-    head_top = [
-        el("th", "Dataset", rowspan="2", class_="method"),
-        el("th", "Backbone", rowspan="2", class_="method"),
-    ]
-    head_top += [
-        el("th", f"{group_label(g)} {metric_label}", colspan="3", class_="group sep")
-        for g in groups
-    ]
-    head_bottom = []
-    for _ in groups:
-        head_bottom += [
-            el("th", "Backbone", class_="sep"),
-            el("th", "+ FAERec"),
-            el("th", "Improv."),
-        ]
-    number = counter.next_table()
-    caption = el(
-        "caption",
-        el("span", f"Table {number}. ", class_="caption-label"),
-        f"FAERec against its backbone on every dataset: test {metric_label}, mean over seeds; "
-        "marks as in the per-dataset tables.",
-    )
-    table_html = el(
-        "table",
-        caption,
-        el("thead", el("tr", head_top), el("tr", head_bottom)),
-        el("tbody", body),
-        class_="results",
-        data_kind="summary",
-    )
-    return el(
-        "section",
-        el("h2", "Summary across datasets", id="summary"),
-        el("div", table_html, class_="table-wrap"),
-    )
-
-
-def _headline_column(table: ResultTable, group: str) -> Column | None:
-    columns = [c for c in table.columns_of(group) if c.metric == "ndcg"]
-    return next((c for c in columns if c.k == 10), columns[0] if columns else None)
-
-
-def _search(
-    summary: SearchSummary, figures: dict[str, FigureFile], key: str, counter: _Counter
-) -> Markup:
-    cell = summary.cell
-    parts: list[Any] = [el("h4", summary.label, id=f"cell-{cell.cell_id}")]
-    facts = [el("span", el("b", "Cell: "), el("code", cell.cell_id))]
-    if cell.has_search:
-        facts.append(el("span", el("b", "Search: "), trial_counts_text(summary)))
-        objective = ", ".join(
-            f"{n} ({d})" for n, d in zip(summary.objective_names, summary.directions, strict=False)
-        )
-        facts.append(el("span", el("b", "Objective: "), objective))
-        if summary.search_seconds is not None:
-            facts.append(el("span", el("b", "Search time: "), f"{summary.search_seconds:,.0f} s"))
-    else:
-        facts.append(el("span", el("b", "Search: "), "none (preset configuration)"))
-    parts.append(el("div", facts, class_="kv"))
-    if summary.best_params:
-        value = summary.best_value
-        best_text = (
-            f"Best configuration (trial {summary.best_trial}, validation {fmt_param(value)})"
-            if value is not None
-            else "Best configuration"
-        )
-        rows = [[name, fmt_param(v)] for name, v in summary.best_params.items()]
-        parts.append(el("p", el("strong", best_text)))
-        parts.append(_plain_table(["Parameter", "Value"], rows))
-    if summary.failures:
-        parts.append(
-            el(
-                "details",
-                el("summary", f"{len(summary.failures)} failed trial(s)"),
-                el("ul", [el("li", f"trial {n}: {msg}") for n, msg in summary.failures]),
-            )
-        )
-    figs = [
-        _figure(figures.get(f"history:{key}"), counter),
-        _figure(figures.get(f"importance:{key}"), counter),
-        _figure(figures.get(f"pareto:{key}"), counter),
-    ]
-    if any(figs):
-        parts.append(el("div", figs, class_="fig-row"))
-    if cell.has_search and summary.importances is None and summary.importance_note:
-        parts.append(el("p", f"Parameter importances: {summary.importance_note}.", class_="note"))
-    parts.append(_figure(figures.get(f"training:{key}"), counter))
-    seed_rows = [
-        [
-            str(r["seed"]),
-            str(r["epochs"]),
-            str(r["best_epoch"]),
-            r["stop"],
-            f"{r['seconds']:,.1f}",
-            r["select"],
-            fmt_value(r["test_ndcg10"]),
-        ]
-        for r in final_seed_rows(cell)
-    ]
-    parts.append(el("p", el("strong", "Final seeds")))
-    parts.append(
-        _plain_table(
-            [
-                "Seed",
-                "Epochs",
-                "Best epoch",
-                "Stopped by",
-                "Seconds",
-                "Validation (selected)",
-                "Test NDCG@10",
-            ],
-            seed_rows,
-            numeric={0, 1, 2, 4, 6},
-        )
-    )
-    config = (cell.best or {}).get("config") or next(iter(cell.finals.values())).config
-    config_rows = [[k, fmt_param(v)] for k, v in sorted(flat_config(config).items())]
-    parts.append(
-        el(
-            "details",
-            el("summary", "Full resolved configuration"),
-            _plain_table(["Key", "Value"], config_rows),
-        )
-    )
-    return el("article", parts, class_="cell")
-
-
-def _section(
-    model: ReportModel, section: Section, figures: dict[str, FigureFile], counter: _Counter
-) -> Markup:
-    parts: list[Any] = [el("h2", f"Results: {section.title}", id=section.anchor)]
-    parts.append(_result_table(section.main, counter))
-    if section.tuning is not None:
-        parts.append(el("h3", "Tuned against paper defaults"))
-        parts.append(_result_table(section.tuning, counter))
-    if section.buckets is not None:
-        parts.append(el("h3", "By popularity of the target item"))
-        parts.append(_result_table(section.buckets, counter))
-        parts.append(_figure(figures.get(f"buckets:{section.anchor}"), counter))
-    if section.users is not None:
-        parts.append(el("h3", "By user activity"))
-        parts.append(_result_table(section.users, counter))
-    parts.append(el("h2", f"Search details: {section.title}", id=f"{section.anchor}-search"))
-    for cell in section.cells:
-        key = f"{cell.study}/{cell.cell_id}"
-        parts.append(_search(model.searches[key], figures, key, counter))
-    return el("section", parts)
-
-
-def render_html(model: ReportModel, figures: dict[str, FigureFile]) -> str:
-    """The whole page as one string."""
-    counter = _Counter()
     body = [
-        _header(model),
-        _toc(model),
-        _warnings(model),
-        _protocol(model, counter),
-        _summary(model, counter),
-        [_section(model, s, figures, counter) for s in model.sections],
-        el(
-            "footer",
-            "Made by faerec-study from the stored study files only. ",
-            "Tables: mean over final seeds on the test split; see results.csv and summary.csv "
-            "for every seed, split, group and cut-off.",
-        ),
+        header,
+        [_banner(b) for b in document.banners],
+        _blocks([document.headline], figures) if document.headline else None,
+        _toc(document),
+        _blocks(document.parts, figures),
+        el("footer", document.footer),
     ]
     head = Markup(
         '<meta charset="utf-8">'
@@ -685,7 +357,7 @@ def render_html(model: ReportModel, figures: dict[str, FigureFile]) -> str:
         # defence in depth: no script, frame or remote load can run even if data slipped in
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         "img-src data:; style-src 'unsafe-inline'\">"
-        + el("title", model.title)
+        + el("title", document.title)
         + f"<style>{CSS}</style>"
     )
     return (

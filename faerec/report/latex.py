@@ -1,29 +1,17 @@
-"""booktabs LaTeX tables of the main results (and the popularity buckets), ready to \\input.
+"""The report document's tables as booktabs LaTeX, ready to ``\\input``.
 
-Needs ``\\usepackage{booktabs}`` and ``\\usepackage{graphicx}`` (for ``\\resizebox``) in the
-paper's preamble. Text from specs or data is escaped by :func:`tex`.
+A thin layout of :class:`faerec.report.document.Document` (its tables marked ``paper`` and its
+banners): no number is computed and no metric chosen here. Needs ``\\usepackage{booktabs}``
+and ``\\usepackage{graphicx}`` (for ``\\resizebox``) in the paper's preamble. Every string is
+escaped by :func:`tex`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from faerec.report.stats import format_p
-from faerec.report.tables import (
-    MARK_SEEDS,
-    MARK_USERS,
-    TESTED_KINDS,
-    ReportModel,
-    ResultTable,
-    Section,
-    cell_marks,
-    fmt_change,
-    fmt_value,
-    group_label,
-    p_value_rows,
-    slug,
-    table_caption,
-)
+from faerec.report.document import Banner, Cell, Document, Table
+from faerec.report.tables import slug
 
 _TEX_ESCAPES = {
     "\\": r"\textbackslash{}",
@@ -42,7 +30,9 @@ _TEX_ESCAPES = {
     "\u00b7": r"\textperiodcentered{}",
     "\u00b1": r"$\pm$",
     "\u2020": r"$\dagger$",
+    "\u2021": r"$\ddagger$",
 }
+_MARKS = {"*": "*", "\u2020": r"\dagger", "\u2021": r"\ddagger"}
 
 
 def tex(value: Any) -> str:
@@ -53,77 +43,83 @@ def tex(value: Any) -> str:
 def _marks(marks: str) -> str:
     if not marks:
         return ""
-    symbols = marks.replace(MARK_SEEDS, "*").replace(MARK_USERS, r"\dagger")
-    return f"$^{{{symbols}}}$"
+    return "$^{" + "".join(_MARKS.get(m, "") for m in marks) + "}$"
 
 
-def _value(cell: Any) -> str:
-    if cell is None:
-        return "--"
-    value = fmt_value(cell.mean)
-    text = rf"\textbf{{{value}}}" if cell.best else value
-    text += _marks(cell_marks(cell))
-    if cell.std is not None:
-        text += rf"\,{{\scriptsize$\pm${fmt_value(cell.std)}}}"
+def _cell(cell: Cell, italic: bool = False) -> str:
+    text = r"\texttt{" + tex(cell.value) + "}" if cell.code else tex(cell.value)
+    if text and cell.strong:
+        text = rf"\textbf{{{text}}}"
+    elif text and italic:
+        text = rf"\textit{{{text}}}"
+    text += _marks(cell.marks + cell.notes)
+    if cell.spread:
+        text += rf"\,{{\scriptsize$\pm${tex(cell.spread)}}}"
     return text
 
 
-def _table(table: ResultTable, section: Section) -> list[str]:
-    groups = table.groups
-    n_columns = len(table.columns)
-    spec = "l" + "".join(" " + "c" * len(table.columns_of(g)) for g in groups)
+def _table(table: Table) -> list[str]:
+    widths = [s.span for s in table.spans[0]] if table.spans else [table.stub]
+    if not table.spans:
+        widths.append(len(table.header) - table.stub)
+    spec = " ".join("l" * w if i == 0 else "c" * w for i, w in enumerate(widths))
+    label = f"tab:{slug(table.key)}"
     lines = [
         r"\begin{table}[t]",
         r"\centering",
-        rf"\caption{{{tex(table_caption(table))}}}",
-        rf"\label{{tab:{slug(table.kind + '-' + section.dataset + '-' + section.backbone)}}}",
+        rf"\caption{{{tex(table.caption)}}}",
+        rf"\label{{{label}}}",
         r"\resizebox{\textwidth}{!}{%",
         rf"\begin{{tabular}}{{{spec}}}",
         r"\toprule",
     ]
-    top = [""]
-    rules = []
-    start = 2
-    for group in groups:
-        span = len(table.columns_of(group))
-        top.append(rf"\multicolumn{{{span}}}{{c}}{{{tex(group_label(group))}}}")
-        rules.append(rf"\cmidrule(lr){{{start}-{start + span - 1}}}")
-        start += span
-    lines.append(" & ".join(top) + r" \\")
-    lines.append(" ".join(rules))
-    lines.append(" & ".join(["Method"] + [tex(c.metric_label) for c in table.columns]) + r" \\")
+    for spans in table.spans:
+        cells, rules, start = [], [], 1
+        for span in spans:
+            if span.label:
+                cells.append(rf"\multicolumn{{{span.span}}}{{c}}{{{tex(span.label)}}}")
+                rules.append(rf"\cmidrule(lr){{{start}-{start + span.span - 1}}}")
+            else:
+                cells += [""] * span.span
+            start += span.span
+        lines.append(" & ".join(cells) + r" \\")
+        lines.append(" ".join(rules))
+    lines.append(" & ".join(tex(h) for h in table.header) + r" \\")
     lines.append(r"\midrule")
-    for row in table.rows:
-        cells = [tex(row.label)] + [_value(row.cells.get(c)) for c in table.columns]
-        lines.append(" & ".join(cells) + r" \\")
-    if table.improvement:
-        lines.append(r"\midrule")
-        cells = [r"\textit{" + tex(table.improvement_label) + "}"]
-        cells += [tex(fmt_change(table.improvement.get(c))) for c in table.columns]
-        lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}"]
-    if table.kind in TESTED_KINDS and table.has_tests:
-        lines.append(f"% p-values of this table ({n_columns} columns, in column order):")
-        for label, test, outcomes in p_value_rows(table):
-            values = [
-                "" if o is None else ("n/a" if o.p_value is None else format_p(o.p_value))
-                for o in (outcomes.get(c) for c in table.columns)
-            ]
-            lines.append(f"%   {' '.join(label.split())} [{test}]: " + ", ".join(values))
-    lines.append("")
+    for index, row in enumerate(table.rows):
+        if index and (row.rule_above or row.kind == "summary"):
+            lines.append(r"\midrule")
+        italic = row.kind == "summary"
+        lines.append(
+            " & ".join(_cell(c, italic and i == 0) for i, c in enumerate(row.cells)) + r" \\"
+        )
+    lines += [r"\bottomrule", r"\end{tabular}}"]
+    if table.notes:
+        lines.append(
+            r"\par\smallskip{\footnotesize " + r" \\ ".join(tex(n) for n in table.notes) + "}"
+        )
+    lines += [r"\end{table}", ""]
     return lines
 
 
-def render_latex(model: ReportModel) -> str:
+def _banner(banner: Banner) -> list[str]:
+    items = "".join(rf"\item {tex(i)}" for i in banner.items)
+    return [
+        r"\noindent\fbox{\parbox{\dimexpr\linewidth-2\fboxsep-2\fboxrule}{%",
+        rf"\textbf{{{tex(banner.title)}}}\begin{{itemize}}{items}\end{{itemize}}}}}}",
+        "",
+    ]
+
+
+def render_latex(document: Document) -> str:
     lines = [
-        "% faerec-study report: " + " ".join(model.title.split()),
+        "% faerec-study report: " + " ".join(document.title.split()),
         r"% Needs \usepackage{booktabs} and \usepackage{graphicx} in the preamble.",
         "",
     ]
-    for section in model.sections:
-        lines += _table(section.main, section)
-        if section.tuning is not None:
-            lines += _table(section.tuning, section)
-        if section.buckets is not None:
-            lines += _table(section.buckets, section)
+    for banner in document.banners:
+        lines += _banner(banner)
+    for table in document.tables():
+        if table.paper:
+            lines += _table(table)
     return "\n".join(lines)

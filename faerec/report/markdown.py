@@ -1,38 +1,31 @@
-"""The report as GitHub-flavoured Markdown, with figures referenced as figures/*.png.
+"""The report document as GitHub-flavoured Markdown, with figures referenced as figures/*.png.
 
-Text from specs or data goes through :func:`md` (HTML-escaped, Markdown punctuation and
-table pipes escaped), so a study description cannot inject markup into a rendered README.
+A thin layout of :class:`faerec.report.document.Document`: no number is computed and no
+metric chosen here. Every string goes through :func:`md` (HTML-escaped, Markdown punctuation
+and table pipes escaped), so a study description cannot inject markup into a rendered README.
 """
 
 from __future__ import annotations
 
 import html
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from faerec.report.figures import FigureFile
-from faerec.report.stats import format_p
-from faerec.report.tables import (
-    MARK_SEEDS,
-    TESTED_KINDS,
-    ReportModel,
-    ResultTable,
-    SearchSummary,
-    Section,
-    backbone_label,
-    cell_marks,
-    dataset_label,
-    final_seed_rows,
-    fmt_change,
-    fmt_count,
-    fmt_param,
-    fmt_value,
-    group_label,
-    p_value_rows,
-    stat_columns,
-    table_caption,
-    trial_counts_text,
+from faerec.report.document import (
+    Banner,
+    Block,
+    Bullets,
+    Cell,
+    Code,
+    Document,
+    Facts,
+    FigureRef,
+    Part,
+    Table,
+    Text,
 )
+from faerec.report.figures import FigureFile
 
 #: characters that start inline markup anywhere in a line (``<`` and ``&`` go through html.escape)
 _MD_INLINE = re.compile(r"([\\`*_\[\]|~])")
@@ -55,115 +48,72 @@ def _code(value: Any) -> str:
     return f"`{text}`"
 
 
-def _table(headers: list[str], rows: list[list[str]], align: list[str] | None = None) -> list[str]:
-    align = align or ["l"] + ["r"] * (len(headers) - 1)
-    rule = ["---:" if a == "r" else ":---" for a in align]
-    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(rule) + " |"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
-
-
-class _Counter:
-    def __init__(self) -> None:
-        self.table = 0
-        self.figure = 0
-
-
-def _figure(figure: FigureFile | None, counter: _Counter) -> list[str]:
-    if figure is None:
-        return []
-    counter.figure += 1
-    return [
-        f"![{md(figure.alt)}](figures/{figure.png.name})",
-        "",
-        f"*Figure {counter.figure}.* {md(figure.caption)}",
-        "",
-    ]
-
-
-def _value(cell: Any) -> str:
-    if cell is None:
-        return "\u2013"
-    value = fmt_value(cell.mean)
-    text = f"**{value}**" if cell.best else value
-    marks = cell_marks(cell)
+def _cell(cell: Cell, summary: bool = False) -> str:
+    if cell.code:
+        return _code(cell.value)
+    text = md(cell.value)
+    if text and cell.strong:
+        text = f"**{text}**"
+    elif text and summary:
+        text = f"*{text}*"
+    marks = cell.marks + cell.notes
     if marks:
-        text += "<sup>" + marks.replace(MARK_SEEDS, "\\" + MARK_SEEDS) + "</sup>"
-    if cell.std is not None:
-        text += f" \u00b1 {fmt_value(cell.std)}"
+        text += f"<sup>{md(marks)}</sup>"
+    if cell.spread:
+        text += f" \u00b1 {md(cell.spread)}"
     return text
 
 
-def _result_table(table: ResultTable, counter: _Counter) -> list[str]:
-    counter.table += 1
-    headers = ["Method"]
-    for column in table.columns:
-        headers.append(f"{md(group_label(column.group))} {column.metric_label}")
-    rows = []
+def _header(table: Table) -> list[str]:
+    """One header row: column-group labels are prefixed to the columns they span."""
+    names = [md(h) for h in table.header]
+    for spans in reversed(table.spans):
+        column = 0
+        for span in spans:
+            if span.label:
+                for index in range(column, column + span.span):
+                    names[index] = f"{md(span.label)} {names[index]}"
+            column += span.span
+    return names
+
+
+def _table(table: Table) -> list[str]:
+    rule = [":---" if i < table.stub else "---:" for i in range(len(table.header))]
+    lines = ["| " + " | ".join(_header(table)) + " |", "| " + " | ".join(rule) + " |"]
     for row in table.rows:
-        rows.append([md(row.label)] + [_value(row.cells.get(c)) for c in table.columns])
-    if table.improvement:
-        rows.append(
-            [f"*{md(table.improvement_label)}*"]
-            + [fmt_change(table.improvement.get(c)) for c in table.columns]
-        )
-    sizes = ", ".join(f"{md(group_label(g))}: {n:,}" for g, n in table.group_sizes.items())
-    lines = _table(headers, rows)
-    lines += ["", f"*Table {counter.table}.* {md(table_caption(table))}"]
-    if sizes:
-        lines[-1] += f" Test users per group: {sizes}."
-    lines.append("")
-    if table.kind in TESTED_KINDS and table.has_tests:
-        lines += _p_values(table, counter.table)
-    return lines
+        summary = row.kind == "summary"
+        cells = [_cell(c, summary and i == 0) for i, c in enumerate(row.cells)]
+        lines.append("| " + " | ".join(cells) + " |")
+    caption = md(table.caption)
+    if table.collapsed:
+        body = ["", *lines, "", *[md(n) for n in table.notes]]
+        return [f"<details><summary>{caption}</summary>", *body, "", "</details>", ""]
+    label = f"*Table {table.number}.* " if table.number else ""
+    out = [*lines, "", f"{label}{caption}"]
+    out += [f"<br>{md(n)}" for n in table.notes]
+    return [*out, ""]
 
 
-def _p_values(table: ResultTable, number: int) -> list[str]:
-    rows = p_value_rows(table)
-    if not rows:
-        return []
-    baseline = next((r.label for r in table.rows if r.is_baseline), "the backbone")
-    headers = ["Method", "Test"] + [
-        f"{md(group_label(c.group))} {c.metric_label}" for c in table.columns
-    ]
-    body = []
-    for label, test, outcomes in rows:
-        cells = []
-        for column in table.columns:
-            outcome = outcomes.get(column)
-            if outcome is None:
-                cells.append("")
-            elif outcome.p_value is None:
-                cells.append("n/a")
-            else:
-                text = format_p(outcome.p_value)
-                cells.append(f"**{md(text)}**" if outcome.significant else md(text))
-        body.append([md(label), md(test)] + cells)
-    lines = [f"<details><summary>p-values of Table {number} (vs {md(baseline)})</summary>", ""]
-    lines += _table(headers, body, ["l", "l"] + ["r"] * len(table.columns))
-    lines += [
-        "",
-        "Bold: p < 0.05. n/a: fewer than two shared seeds or identical differences.",
-        "",
-        "</details>",
-        "",
-    ]
-    return lines
-
-
-def _spec_block(name: str, text: str) -> list[str]:
-    """The spec verbatim in a collapsed fenced block (code is shown as text, never rendered).
-
-    The fence is longer than any backtick run inside, so the spec cannot close it early.
-    """
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    body = text.rstrip("\n")
+def _figure(ref: FigureRef, figures: Mapping[str, FigureFile]) -> list[str]:
     return [
-        f"<details><summary>Study spec of {md(name)} (spec.yaml)</summary>",
+        f"![{md(ref.alt)}](figures/{figures[ref.key].png.name})",
         "",
-        f"{fence}yaml",
-        *body.splitlines(),
+        f"*Figure {ref.number}.* {md(ref.caption)}",
+        "",
+    ]
+
+
+def _code_block(block: Code) -> list[str]:
+    """Verbatim text in a fence longer than any backtick run inside (it cannot close early)."""
+    if not block.collapsed:
+        return [f"{md(block.label)}: {_code(block.text)}", ""]
+    longest = max((len(run) for run in re.findall(r"`+", block.text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [
+        f"<details><summary>{md(block.label)}</summary>",
+        "",
+        f"{fence}{block.language}",
+        *block.text.rstrip("\n").splitlines(),
         fence,
         "",
         "</details>",
@@ -171,218 +121,45 @@ def _spec_block(name: str, text: str) -> list[str]:
     ]
 
 
-def _protocol(model: ReportModel, counter: _Counter) -> list[str]:
-    lines = ["## Protocol and data", ""]
-    rows = [
-        [
-            md(s.name),
-            _code(s.meta.get("spec_hash", "")),
-            md(s.meta.get("created", "")),
-            md(s.meta.get("updated", "")),
-            str(len(s.cells)),
-        ]
-        for s in model.studies
-    ]
-    lines += _table(
-        ["Study", "Spec hash", "Created", "Updated", "Cells"], rows, ["l", "l", "l", "l", "r"]
-    )
-    lines.append("")
-    for study in model.studies:
-        if study.meta.get("command"):
-            lines += [f"Study command ({md(study.name)}): {_code(study.meta['command'])}", ""]
-    if model.command:
-        lines += [f"Report command: {_code(model.command)}", ""]
-    for study in model.studies:
-        if study.spec_text:
-            lines += _spec_block(study.name, study.spec_text)
-    lines += ["### Evaluation protocol", ""]
-    for item in model.protocol:
-        lines.append(f"- **{md(item.label)}:** {md(item.value)}")
-        lines += [f"  - {md(m)}" for m in item.mixed]
-    lines.append("")
-    if model.datasets:
-        columns = stat_columns(model.datasets)
-        buckets = list(dict.fromkeys(b for s in model.datasets for b in s.items_per_bucket))
-        headers = ["Dataset"] + [md(label) for _, label in columns]
-        headers += [f"Items {md(b)}" for b in buckets]
-        body = []
-        for stats in model.datasets:
-            row = [md(dataset_label(stats.dataset))]
-            row += [md(fmt_count(stats.values.get(k, ""))) for k, _ in columns]
-            row += [md(fmt_count(stats.items_per_bucket.get(b, ""))) for b in buckets]
-            body.append(row)
-        counter.table += 1
-        lines += ["### Datasets", ""] + _table(headers, body)
-        lines += [
-            "",
-            f"*Table {counter.table}.* Dataset statistics (from the final runs' "
-            "data\\_stats). Item buckets count items by their number of interactions.",
-            "",
-        ]
-    if model.environment:
-        lines += ["### Software and environment", ""]
-        lines += ["- " + "; ".join(f"{md(k)}: {md(v)}" for k, v in model.environment), ""]
+def _banner(banner: Banner) -> list[str]:
+    return [f"> **{md(banner.title)}:**", ">", *[f"> - {md(i)}" for i in banner.items], ""]
+
+
+def _blocks(blocks: Sequence[Block], figures: Mapping[str, FigureFile]) -> list[str]:
+    lines: list[str] = []
+    for block in blocks:
+        if isinstance(block, Part):
+            lines += [f"{'#' * block.level} {md(block.title)}", ""]
+            lines += _blocks(block.blocks, figures)
+        elif isinstance(block, Table):
+            lines += _table(block)
+        elif isinstance(block, FigureRef):
+            lines += _figure(block, figures)
+        elif isinstance(block, Facts):
+            value = _code if block.code else md
+            lines += ["; ".join(f"**{md(k)}:** {value(v)}" for k, v in block.items), ""]
+        elif isinstance(block, Bullets):
+            lines += [f"- {md(item)}" for item in block.items] + [""]
+        elif isinstance(block, Text):
+            text = md(block.text)
+            lines += [f"**{text}**" if block.strong else f"*{text}*" if block.muted else text, ""]
+        elif isinstance(block, Code):
+            lines += _code_block(block)
+        elif isinstance(block, Banner):
+            lines += _banner(block)
     return lines
 
 
-def _summary(model: ReportModel, counter: _Counter) -> list[str]:
-    if len(model.sections) < 2:
-        return []
-    rows = []
-    for section in model.sections:
-        table = section.main
-        base = next((r for r in table.rows if r.is_baseline), None)
-        ours = next((r for r in table.rows if r.method == "faerec"), None)
-        if base is None or ours is None:
-            continue
-        row = [md(dataset_label(section.dataset)), md(backbone_label(section.backbone))]
-        for group in table.groups:
-            column = next(
-                (c for c in table.columns_of(group) if c.metric == "ndcg" and c.k == 10), None
-            ) or next((c for c in table.columns_of(group) if c.metric == "ndcg"), None)
-            b = base.cells.get(column) if column else None
-            o = ours.cells.get(column) if column else None
-            row += [
-                fmt_value(b.mean) if b else "\u2013",
-                _value(o).split(" \u00b1")[0],
-                fmt_change(o.rel_change) if o else "\u2013",
-            ]
-        rows.append(row)
-    if not rows:
-        return []
-    first = model.sections[0].main
-    headers = ["Dataset", "Backbone"]
-    for group in first.groups:
-        headers += [f"{md(group_label(group))} backbone", "+ FAERec", "Improv."]
-    counter.table += 1
-    return (
-        ["## Summary across datasets", ""]
-        + _table(headers, rows)
-        + [
-            "",
-            f"*Table {counter.table}.* FAERec against its backbone on every dataset, test "
-            "NDCG@10 (mean over seeds; marks as in the per-dataset tables).",
-            "",
-        ]
-    )
-
-
-def _search(
-    summary: SearchSummary, figures: dict[str, FigureFile], key: str, counter: _Counter
-) -> list[str]:
-    cell = summary.cell
-    lines = [f"#### {md(summary.label)}", ""]
-    facts = [f"Cell {_code(cell.cell_id)}"]
-    if cell.has_search:
-        facts.append(md(trial_counts_text(summary)))
-        facts.append(
-            "objective "
-            + md(
-                ", ".join(
-                    f"{n} ({d})"
-                    for n, d in zip(summary.objective_names, summary.directions, strict=False)
-                )
-            )
-        )
-    else:
-        facts.append("no search (preset configuration)")
-    lines += ["; ".join(facts) + ".", ""]
-    if summary.best_params:
-        value = summary.best_value
-        head = (
-            f"Best configuration (trial {summary.best_trial}, validation {md(fmt_param(value))})"
-            if value is not None
-            else "Best configuration"
-        )
-        lines += [f"**{head}**", ""]
-        lines += _table(
-            ["Parameter", "Value"],
-            [[_code(k), md(fmt_param(v))] for k, v in summary.best_params.items()],
-            ["l", "l"],
-        )
-        lines.append("")
-    for number, message in summary.failures:
-        lines.append(f"- failed trial {number}: {md(message)}")
-    if summary.failures:
-        lines.append("")
-    for kind in ("history", "importance", "pareto"):
-        lines += _figure(figures.get(f"{kind}:{key}"), counter)
-    if cell.has_search and summary.importances is None and summary.importance_note:
-        lines += [f"Parameter importances: {md(summary.importance_note)}.", ""]
-    lines += _figure(figures.get(f"training:{key}"), counter)
-    rows = [
-        [
-            str(r["seed"]),
-            str(r["epochs"]),
-            str(r["best_epoch"]),
-            md(r["stop"]),
-            f"{r['seconds']:,.1f}",
-            md(r["select"]),
-            fmt_value(r["test_ndcg10"]),
-        ]
-        for r in final_seed_rows(cell)
-    ]
-    lines += _table(
-        [
-            "Seed",
-            "Epochs",
-            "Best epoch",
-            "Stopped by",
-            "Seconds",
-            "Validation (selected)",
-            "Test NDCG@10",
-        ],
-        rows,
-        ["r", "r", "r", "l", "r", "l", "r"],
-    )
-    lines.append("")
-    return lines
-
-
-def _section(
-    model: ReportModel, section: Section, figures: dict[str, FigureFile], counter: _Counter
-) -> list[str]:
-    lines = [f"## Results: {md(section.title)}", ""]
-    lines += _result_table(section.main, counter)
-    if section.tuning is not None:
-        lines += ["### Tuned against paper defaults", ""]
-        lines += _result_table(section.tuning, counter)
-    if section.buckets is not None:
-        lines += ["### By popularity of the target item", ""]
-        lines += _result_table(section.buckets, counter)
-        lines += _figure(figures.get(f"buckets:{section.anchor}"), counter)
-    if section.users is not None:
-        lines += ["### By user activity", ""]
-        lines += _result_table(section.users, counter)
-    lines += [f"## Search details: {md(section.title)}", ""]
-    for cell in section.cells:
-        key = f"{cell.study}/{cell.cell_id}"
-        lines += _search(model.searches[key], figures, key, counter)
-    return lines
-
-
-def render_markdown(model: ReportModel, figures: dict[str, FigureFile]) -> str:
-    counter = _Counter()
-    lines = [f"# {md(model.title)}", ""]
-    for study in model.studies:
-        if study.description:
-            lines += [md(study.description), ""]
-    if model.generated:
-        lines += [f"Generated {md(model.generated)}.", ""]
-    if model.warnings:
-        lines += ["> **Check before comparing numbers:**", ">"]
-        lines += [f"> - {md(w)}" for w in model.warnings]
-        lines.append("")
-    lines += _protocol(model, counter)
-    lines += _summary(model, counter)
-    for section in model.sections:
-        lines += _section(model, section, figures, counter)
-    lines += [
-        "---",
-        "",
-        "Made by faerec-study from the stored study files only. Every seed, "
-        "split, group and cut-off is in results.csv; means, changes and p-values in "
-        "summary.csv.",
-        "",
-    ]
+def render_markdown(document: Document, figures: Mapping[str, FigureFile]) -> str:
+    lines = [f"# {md(document.title)}", ""]
+    for text in document.lead:
+        lines += [md(text), ""]
+    if document.generated:
+        lines += [md(document.generated), ""]
+    for banner in document.banners:
+        lines += _banner(banner)
+    if document.headline is not None:
+        lines += _blocks([document.headline], figures)
+    lines += _blocks(document.parts, figures)
+    lines += ["---", "", md(document.footer), ""]
     return "\n".join(lines)

@@ -75,11 +75,34 @@ def per_user_gain(ranks: Sequence[int] | np.ndarray, metric: str, k: int) -> np.
     raise ValueError(f"unknown metric {metric!r}: expected 'hr' or 'ndcg'")
 
 
-def _user_series(result: RunResult, metric: str, k: int) -> dict[int, float] | None:
+#: the per-user test's reason when a seed file has ranks but no per-user item group
+PREDATES_USER_GROUP = "per-user test n/a (seed files predate it)"
+#: result groups whose users the per-user test can select: None = every user
+USER_TEST_GROUPS: dict[str, str | None] = {
+    "overall": None,
+    "head_items": "head",
+    "tail_items": "tail",
+}
+
+
+def _user_series(
+    result: RunResult, metric: str, k: int, group: str | None
+) -> dict[int, float] | None:
+    """Per-user gains by ``test_user_index``; only users whose target is in ``group``."""
     if result.test_ranks is None or result.test_user_index is None:
         return None
+    if group is not None and result.test_user_group is None:
+        return None
     gains = per_user_gain(result.test_ranks, metric, k)
-    return dict(zip((int(u) for u in result.test_user_index), gains.tolist(), strict=True))
+    users = (int(u) for u in result.test_user_index)
+    if group is None:
+        return dict(zip(users, gains.tolist(), strict=True))
+    assert result.test_user_group is not None
+    return {
+        user: gain
+        for user, gain, own in zip(users, gains.tolist(), result.test_user_group, strict=True)
+        if own == group
+    }
 
 
 def paired_user_wilcoxon(
@@ -87,18 +110,31 @@ def paired_user_wilcoxon(
     baseline_runs: Mapping[int, RunResult],
     metric: str,
     k: int,
+    group: str = "overall",
 ) -> TestOutcome:
-    """Wilcoxon signed-rank test on per-user differences, paired within each shared seed."""
+    """Wilcoxon signed-rank test on per-user differences, paired within each shared seed.
+
+    ``group`` (a key of USER_TEST_GROUPS) keeps the users whose test target item is in that
+    item group, as stored per user in ``RunResult.test_user_group``.
+    """
+    if group not in USER_TEST_GROUPS:
+        raise ValueError(
+            f"no per-user test for group {group!r}: expected one of {', '.join(USER_TEST_GROUPS)}"
+        )
+    selected = USER_TEST_GROUPS[group]
     seeds = sorted(set(method_runs) & set(baseline_runs))
     if not seeds:
         return TestOutcome(None, 0, "no shared seeds")
     diff_sum: dict[int, float] = {}
     diff_count: dict[int, int] = {}
     for seed in seeds:
-        ours = _user_series(method_runs[seed], metric, k)
-        theirs = _user_series(baseline_runs[seed], metric, k)
-        if ours is None or theirs is None:
+        runs = (method_runs[seed], baseline_runs[seed])
+        if any(r.test_ranks is None or r.test_user_index is None for r in runs):
             return TestOutcome(None, 0, "per-user test ranks not stored")
+        ours = _user_series(runs[0], metric, k, selected)
+        theirs = _user_series(runs[1], metric, k, selected)
+        if ours is None or theirs is None:
+            return TestOutcome(None, 0, PREDATES_USER_GROUP)
         for user in ours.keys() & theirs.keys():
             diff_sum[user] = diff_sum.get(user, 0.0) + ours[user] - theirs[user]
             diff_count[user] = diff_count.get(user, 0) + 1

@@ -12,6 +12,7 @@ import re
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -20,11 +21,16 @@ import pandas as pd
 from faerec.config import METHODS, flatten
 from faerec.errors import ConfigError
 from faerec.report.load import CellRecord, StudyRecord, open_optuna_study, tidy_frame
-from faerec.report.stats import TestOutcome, paired_t_test, paired_user_wilcoxon
+from faerec.report.stats import (
+    USER_TEST_GROUPS,
+    TestOutcome,
+    paired_t_test,
+    paired_user_wilcoxon,
+)
 from faerec.results import RunResult
 from faerec.study.lock import StudyLock
 from faerec.study.reference import DEFAULTS_SUFFIX, reference_method
-from faerec.study.store import count_trials
+from faerec.study.store import TrialCounts, count_trials
 from faerec.text import plural
 
 BACKBONE_LABELS = {
@@ -58,8 +64,17 @@ MAIN_GROUPS = ("overall", "head_items", "tail_items")
 USER_GROUPS = ("head_users", "tail_users")
 METRIC_LABELS = {"hr": "HR", "ndcg": "NDCG"}
 DEFAULT_KS = (10, 20)
-#: the cut-off of the bucket table, chart and per-user test highlighted in the text
+#: the metrics of every result table, in column order (``--metrics`` chooses others)
+DEFAULT_METRICS = ("ndcg", "hr")
+#: the cut-off of the headline table, the bucket table and chart (``--ks`` chooses others)
 HEADLINE_K = 10
+#: rows of the headline table: the backbone, FAERec with its preset, FAERec tuned
+HEADLINE_KINDS = ("backbone", "defaults", "tuned")
+HEADLINE_LABELS = {
+    "backbone": "Backbone",
+    "defaults": "FAERec, paper defaults",
+    "tuned": "FAERec, tuned",
+}
 #: result tables whose rows are tested against their baseline row (p-values shown)
 TESTED_KINDS = ("main", "tuning")
 
@@ -117,6 +132,19 @@ def fmt_change(change: float | None) -> str:
     return f"{change * 100:+.1f}%"
 
 
+def fmt_duration(seconds: float | None) -> str:
+    """'42.0 s', '3 min 12 s', '2 h 05 min'."""
+    if seconds is None or math.isnan(seconds):
+        return "\u2013"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
 def fmt_count(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
@@ -167,6 +195,8 @@ class TableRow:
     seeds: list[int]
     cells: dict[Column, TableCell]
     is_baseline: bool = False
+    #: final seeds that stopped at max_epochs or whose best epoch is the last validated one
+    not_converged: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -222,7 +252,14 @@ class SearchSummary:
     #: values of every complete trial of a two-metric search
     all_values: list[tuple[int, list[float]]]
     failures: list[tuple[int, str]]
+    #: sum of the trials' seconds (trials.csv)
     search_seconds: float | None
+    #: the trials by state, as the study counts them (faerec.study.store.count_trials)
+    tally: TrialCounts = field(default_factory=TrialCounts)
+    #: first trial start to last trial end (Optuna's timestamps)
+    search_wall_seconds: float | None = None
+    #: the preset's value of each best parameter (retrained preset, else the preset trial)
+    preset_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -343,6 +380,7 @@ def build_table(
                 seeds=sorted(cell.finals),
                 cells=row_cells,
                 is_baseline=cell.method == baseline,
+                not_converged=[s for s, r in sorted(cell.finals.items()) if convergence_note(r)],
             )
         )
     by_cell = {c.cell_id + "@" + c.study: c for c in cells}
@@ -367,12 +405,13 @@ def build_table(
             cell_value.t_test = paired_t_test(
                 [ours[s] for s in shared], [theirs[s] for s in shared]
             )
-            if column.group == "overall":
+            if column.group in USER_TEST_GROUPS:
                 cell_value.wilcoxon = paired_user_wilcoxon(
                     by_cell[row.cell_id + "@" + row.study].finals,
                     by_cell[base.cell_id + "@" + base.study].finals,
                     column.metric,
                     column.k,
+                    column.group,
                 )
     _mark_best(rows, columns)
     improvement: dict[Column, float | None] = {}
@@ -448,14 +487,32 @@ def available_ks(tidy: pd.DataFrame, wanted: Sequence[int], *, required: bool = 
     return chosen or measured
 
 
+def available_metrics(tidy: pd.DataFrame, wanted: Sequence[str] | None) -> list[str]:
+    """The metrics of the tables: those asked for (each must have been measured; ConfigError
+    otherwise), or DEFAULT_METRICS where measured."""
+    measured = sorted({str(m) for m in tidy["metric"].unique()})
+    if wanted is None:
+        return [m for m in DEFAULT_METRICS if m in measured] or measured
+    missing = [m for m in wanted if m not in measured]
+    if missing:
+        raise ConfigError(
+            f"--metrics: {', '.join(missing)} not measured; these studies measured "
+            f"{', '.join(measured)}"
+        )
+    return list(dict.fromkeys(wanted))
+
+
 def build_sections(
-    studies: list[StudyRecord], tidy: pd.DataFrame, ks: Sequence[int] = DEFAULT_KS
+    studies: list[StudyRecord],
+    tidy: pd.DataFrame,
+    ks: Sequence[int] = DEFAULT_KS,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    headline_k: int = HEADLINE_K,
 ) -> list[Section]:
     """One section per (dataset, backbone), in order of first appearance."""
     cells = [cell for study in studies for cell in study.cells]
     pairs = list(dict.fromkeys((c.dataset, c.backbone) for c in cells))
     main_ks = available_ks(tidy, ks)
-    headline_k = HEADLINE_K if HEADLINE_K in main_ks else main_ks[0]
     index = seed_index(tidy)
     sections: list[Section] = []
     for dataset, backbone in pairs:
@@ -467,7 +524,7 @@ def build_sections(
             for group in MAIN_GROUPS
             if group in groups
             for k in main_ks
-            for metric in ("hr", "ndcg")
+            for metric in metrics
         ]
         name = f"{dataset_label(dataset)}, {backbone_label(backbone)}"
         main = build_table(
@@ -484,9 +541,7 @@ def build_sections(
         bucket_groups = sorted((g for g in groups if g.startswith("bucket_")), key=bucket_order)
         buckets = None
         if bucket_groups:
-            bucket_columns = [
-                Column(g, m, headline_k) for g in bucket_groups for m in ("hr", "ndcg")
-            ]
+            bucket_columns = [Column(g, m, headline_k) for g in bucket_groups for m in metrics]
             buckets = build_table(
                 "buckets",
                 f"Test results by target-item popularity on {name}",
@@ -501,7 +556,7 @@ def build_sections(
         user_groups = [g for g in USER_GROUPS if g in groups]
         users = None
         if user_groups:
-            user_columns = [Column(g, m, headline_k) for g in user_groups for m in ("hr", "ndcg")]
+            user_columns = [Column(g, m, headline_k) for g in user_groups for m in metrics]
             users = build_table(
                 "users",
                 f"Test results by user activity on {name}",
@@ -572,6 +627,213 @@ def summary_frame(tidy: pd.DataFrame, sections: list[Section]) -> pd.DataFrame:
     out["p_ttest_seeds"] = p_t
     out["p_wilcoxon_users"] = p_w
     return out
+
+
+# --- the headline table across cells and studies -------------------------------------------
+
+
+def headline_kind(cell: CellRecord, cells: Sequence[CellRecord]) -> str | None:
+    """The headline row of a cell: "backbone", "defaults" (FAERec's preset: a cell without a
+    search, or a searched cell's retrained preset), "tuned" (FAERec searched), else None."""
+    if cell.method == "backbone":
+        return "backbone"
+    if cell.method == reference_method("faerec"):
+        return "defaults"
+    if cell.method != "faerec":
+        return None
+    has_reference = any(
+        c.study == cell.study and c.info.get("reference_of") == cell.cell_id for c in cells
+    )
+    return "tuned" if cell.has_search or has_reference else "defaults"
+
+
+@dataclass
+class Headline:
+    """One table of every dataset and backbone: rows dataset x HEADLINE_KINDS, column groups
+    per backbone. Each (dataset, backbone) block is a ResultTable of its own, so its tests
+    and best marks are those of that block."""
+
+    datasets: list[str]
+    backbones: list[str]
+    columns: list[Column]
+    blocks: dict[tuple[str, str], ResultTable]
+    #: (dataset, backbone, kind) -> the block's row
+    rows: dict[tuple[str, str, str], TableRow]
+    #: cells left out because another cell of the same dataset, backbone and kind came first
+    left_out: list[str] = field(default_factory=list)
+
+    def kinds(self, dataset: str) -> list[str]:
+        """The kinds with a row for ``dataset`` in any backbone, in HEADLINE_KINDS order."""
+        return [
+            k for k in HEADLINE_KINDS if any((dataset, b, k) in self.rows for b in self.backbones)
+        ]
+
+
+def build_headline(
+    studies: list[StudyRecord],
+    tidy: pd.DataFrame,
+    index: SeedIndex,
+    ks: Sequence[int],
+    metrics: Sequence[str],
+) -> Headline | None:
+    """The paper table; None when no cell is a backbone or FAERec row."""
+    cells = [cell for study in studies for cell in study.cells]
+    datasets = list(dict.fromkeys(c.dataset for c in cells))
+    backbones = list(dict.fromkeys(c.backbone for c in cells))
+    test_groups = set(tidy[tidy["split"] == "test"]["group"].unique())
+    columns = [
+        Column(group, metric, k)
+        for group in MAIN_GROUPS
+        if group in test_groups
+        for metric in metrics
+        for k in ks
+    ]
+    blocks: dict[tuple[str, str], ResultTable] = {}
+    rows: dict[tuple[str, str, str], TableRow] = {}
+    left_out: list[str] = []
+    for dataset in datasets:
+        for backbone in backbones:
+            pair = [c for c in cells if (c.dataset, c.backbone) == (dataset, backbone)]
+            chosen: dict[str, CellRecord] = {}
+            for cell in pair:
+                kind = headline_kind(cell, pair)
+                if kind is None:
+                    continue
+                if kind in chosen:
+                    left_out.append(f"{cell.study}/{cell.cell_id}")
+                    continue
+                chosen[kind] = cell
+            if not chosen:
+                continue
+            table = build_table(
+                "headline",
+                f"{dataset_label(dataset)}, {backbone_label(backbone)}",
+                tidy,
+                index,
+                list(chosen.values()),
+                dataset,
+                backbone,
+                columns,
+                with_tests=True,
+            )
+            blocks[(dataset, backbone)] = table
+            for kind, cell in chosen.items():
+                rows[(dataset, backbone, kind)] = next(
+                    r for r in table.rows if (r.study, r.cell_id) == (cell.study, cell.cell_id)
+                )
+    if not blocks:
+        return None
+    return Headline(
+        datasets=[d for d in datasets if any(key[0] == d for key in blocks)],
+        backbones=[b for b in backbones if any(key[1] == b for key in blocks)],
+        columns=columns,
+        blocks=blocks,
+        rows=rows,
+        left_out=left_out,
+    )
+
+
+# --- convergence and cost --------------------------------------------------------------------
+
+
+def convergence_note(result: RunResult) -> str:
+    """Why a final run may not have converged ("" when it stopped early on a past best epoch):
+    it stopped at max_epochs, or its best epoch is its last validated epoch."""
+    validated = [h.epoch for h in result.history if h.valid is not None]
+    last = max(validated) if validated else result.epochs_trained - 1
+    reasons = []
+    if result.stop_reason == "max_epochs":
+        reasons.append(f"stopped by max_epochs after {plural(result.epochs_trained, 'epoch')}")
+    if result.best_epoch >= last:
+        reasons.append(f"its best epoch ({result.best_epoch + 1}) is its last validated epoch")
+    return "; ".join(reasons)
+
+
+@dataclass
+class NotConverged:
+    """A final run that may not have converged, for the banner."""
+
+    study: str
+    cell_id: str
+    label: str
+    seed: int
+    reason: str
+
+
+def not_converged_runs(studies: list[StudyRecord]) -> list[NotConverged]:
+    out = []
+    for study in studies:
+        for cell in study.cells:
+            label = (
+                f"{dataset_label(cell.dataset)} \u00b7 {method_label(cell.method, cell.backbone)}"
+            )
+            for seed, result in sorted(cell.finals.items()):
+                reason = convergence_note(result)
+                if reason:
+                    out.append(NotConverged(study.name, cell.cell_id, label, seed, reason))
+    return out
+
+
+@dataclass
+class CellCost:
+    """What one cell cost: its search (if any) and its final runs."""
+
+    study: str
+    cell_id: str
+    label: str
+    devices: list[str]
+    #: None without a search
+    counts: TrialCounts | None
+    #: sum of the trials' seconds (trials.csv)
+    trial_seconds: float | None
+    #: first trial start to last trial end (Optuna's timestamps); pauses between runs included
+    search_wall_seconds: float | None
+    final_seconds: float
+    n_final: int
+
+    @property
+    def total_seconds(self) -> float:
+        return (self.search_wall_seconds or 0.0) + self.final_seconds
+
+
+def cell_costs(
+    model_searches: dict[str, SearchSummary], studies: list[StudyRecord]
+) -> list[CellCost]:
+    out = []
+    for study in studies:
+        for cell in study.cells:
+            summary = model_searches[f"{cell.study}/{cell.cell_id}"]
+            devices = sorted(
+                {
+                    str(r.environment.get("device"))
+                    for r in cell.finals.values()
+                    if r.environment.get("device")
+                }
+            )
+            out.append(
+                CellCost(
+                    study=study.name,
+                    cell_id=cell.cell_id,
+                    label=summary.label,
+                    devices=devices,
+                    counts=summary.tally if cell.has_search else None,
+                    trial_seconds=summary.search_seconds,
+                    search_wall_seconds=summary.search_wall_seconds,
+                    final_seconds=float(sum(r.seconds for r in cell.finals.values())),
+                    n_final=len(cell.finals),
+                )
+            )
+    return out
+
+
+def study_wall_seconds(study: StudyRecord) -> float | None:
+    """study.json ``created`` to ``updated`` (pauses between a stop and its resume included)."""
+    try:
+        created = datetime.fromisoformat(str(study.meta["created"]))
+        updated = datetime.fromisoformat(str(study.meta["updated"]))
+    except (KeyError, ValueError):
+        return None
+    return max(0.0, (updated - created).total_seconds())
 
 
 # --- header: studies, protocol, datasets, environment ---------------------------------------
@@ -759,11 +1021,13 @@ def _trial_history_from_csv(cell: CellRecord) -> pd.DataFrame:
     return frame.sort_values("number").reset_index(drop=True)
 
 
-def search_summary(cell: CellRecord) -> SearchSummary:
+def search_summary(cell: CellRecord, reference: CellRecord | None = None) -> SearchSummary:
     """Trials, best configuration and parameter importances of one cell.
 
     Optuna's journal is the source when it exists (it also holds two-metric searches);
     trials.csv adds failure messages and timings, and stands in when there is no journal.
+    ``reference`` is the cell's retrained preset (its ``-defaults`` cell), the first source of
+    the preset values shown beside the best ones.
     """
     label = f"{dataset_label(cell.dataset)} \u00b7 {method_label(cell.method, cell.backbone)}"
     objective_names = cell.objective_names
@@ -772,6 +1036,8 @@ def search_summary(cell: CellRecord) -> SearchSummary:
     importance_note = ""
     pareto: list[tuple[int, list[float]]] = []
     all_values: list[tuple[int, list[float]]] = []
+    search_wall: float | None = None
+    preset: dict[str, Any] = {}
     study = open_optuna_study(cell) if cell.has_search else None
     if study is not None:
         directions = [d.name.lower() for d in study.directions]
@@ -796,6 +1062,11 @@ def search_summary(cell: CellRecord) -> SearchSummary:
             all_values = [(t.number, list(t.values)) for t in complete]
             pareto = sorted((t.number, list(t.values)) for t in study.best_trials)
         importances, importance_note = _importances(study, len(complete))
+        starts = [t.datetime_start for t in study.trials if t.datetime_start is not None]
+        ends = [t.datetime_complete for t in study.trials if t.datetime_complete is not None]
+        if starts and ends:
+            search_wall = max(0.0, (max(ends) - min(starts)).total_seconds())
+        preset = _preset_trial_params(study)
     elif not cell.trials.empty:
         history = _trial_history_from_csv(cell)
         importance_note = "parameter importances need the Optuna journal, which is missing"
@@ -823,6 +1094,9 @@ def search_summary(cell: CellRecord) -> SearchSummary:
         if "seconds" in cell.trials.columns:
             search_seconds = float(pd.to_numeric(cell.trials["seconds"], errors="coerce").sum())
     best = cell.best or {}
+    if reference is not None and reference.finals:
+        reference_config = flatten(next(iter(reference.finals.values())).config)
+        preset = {k: reference_config[k] for k in best.get("params") or {} if k in reference_config}
     target = cell.info.get("n_trials_target")
     return SearchSummary(
         cell=cell,
@@ -841,10 +1115,30 @@ def search_summary(cell: CellRecord) -> SearchSummary:
         all_values=all_values,
         failures=failures,
         search_seconds=search_seconds,
+        tally=tally,
+        search_wall_seconds=search_wall,
+        preset_params=preset,
     )
 
 
+def _preset_trial_params(study: Any) -> dict[str, Any]:
+    """The preset's values from the search's first trial, enqueued as the preset
+    (faerec.study.reference); where the space could not hold a value, the preset's own."""
+    from faerec.study.reference import ADJUSTED_ATTR, REFERENCE_ATTR
+
+    trial = next((t for t in study.trials if t.user_attrs.get(REFERENCE_ATTR)), None)
+    if trial is None:
+        return {}
+    params = dict(trial.params)
+    for key, change in (trial.user_attrs.get(ADJUSTED_ATTR) or {}).items():
+        if isinstance(change, dict) and "preset" in change:
+            params[key] = change["preset"]
+    return params
+
+
 MIN_TRIALS_FOR_IMPORTANCE = 3
+#: below this many completed trials importances are shown with a warning beside them
+FEW_TRIALS_FOR_IMPORTANCE = 10
 
 
 def _importances(study: Any, n_complete: int) -> tuple[dict[str, float] | None, str]:
@@ -869,6 +1163,8 @@ def _importances(study: Any, n_complete: int) -> tuple[dict[str, float] | None, 
         {str(w.message).split(". ")[0] for w in caught if "importance" in str(w.message).lower()}
     )
     note = f"PED-ANOVA (Optuna's default evaluator) over {plural(n_complete, 'completed trial')}"
+    if n_complete < FEW_TRIALS_FOR_IMPORTANCE:
+        note += f" (fewer than {FEW_TRIALS_FOR_IMPORTANCE}: a rough guide only)"
     if notes:
         note += "; Optuna notes: " + "; ".join(notes)
     return {str(k): float(v) for k, v in importances.items()}, note
@@ -881,12 +1177,12 @@ def trial_counts_text(summary: SearchSummary) -> str:
     return f"{plural(total, 'trial')}{target}: " + ", ".join(parts)
 
 
-def final_seed_rows(cell: CellRecord) -> list[dict[str, Any]]:
-    """Per final seed: epochs trained, best epoch (counted from 1), stop reason, time, test
-    NDCG@10 overall."""
+def final_seed_rows(cell: CellRecord, column: Column) -> list[dict[str, Any]]:
+    """Per final seed: epochs trained, best epoch (counted from 1), stop reason, convergence
+    note, time, and the test value of ``column``."""
     rows = []
-    for seed, result in cell.finals.items():
-        overall = next((g for g in result.test or [] if g.group == "overall"), None)
+    for seed, result in sorted(cell.finals.items()):
+        group = next((g for g in result.test or [] if g.group == column.group), None)
         rows.append(
             {
                 "seed": seed,
@@ -895,7 +1191,8 @@ def final_seed_rows(cell: CellRecord) -> list[dict[str, Any]]:
                 "stop": result.stop_reason,
                 "seconds": result.seconds,
                 "select": f"{result.select_metric} = {fmt_value(result.best_value)}",
-                "test_ndcg10": None if overall is None else overall.values.get("ndcg@10"),
+                "not_converged": convergence_note(result),
+                "test": None if group is None else group.values.get(f"{column.metric}@{column.k}"),
             }
         )
     return rows
@@ -945,6 +1242,12 @@ class ReportModel:
     generated: str
     ks: list[int]
     warnings: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
+    #: the cut-off of the headline table (and of single-value summaries such as final seeds)
+    headline_k: int = HEADLINE_K
+    headline: Headline | None = None
+    not_converged: list[NotConverged] = field(default_factory=list)
+    costs: list[CellCost] = field(default_factory=list)
 
     @property
     def title(self) -> str:
@@ -957,12 +1260,17 @@ def build_model(
     ks: Iterable[int] | None = None,
     command: str | None = None,
     generated: str = "",
+    metrics: Sequence[str] | None = None,
 ) -> ReportModel:
-    """``ks``: the cut-offs asked for, each of which must have been measured; None = the
-    default cut-offs, those of them that were measured."""
+    """``ks`` / ``metrics``: the cut-offs and metrics asked for, each of which must have been
+    measured; None = the defaults that were measured (headline K = HEADLINE_K, main tables
+    DEFAULT_KS; DEFAULT_METRICS)."""
     tidy = tidy_frame(studies)
     main_ks = available_ks(tidy, list(ks or DEFAULT_KS), required=ks is not None)
-    sections = build_sections(studies, tidy, main_ks)
+    headline_ks = main_ks if ks is not None else available_ks(tidy, [HEADLINE_K])
+    chosen_metrics = available_metrics(tidy, metrics)
+    sections = build_sections(studies, tidy, main_ks, chosen_metrics, headline_ks[0])
+    headline = build_headline(studies, tidy, seed_index(tidy), headline_ks, chosen_metrics)
     warnings_out: list[str] = []
     for study in studies:
         if study.incomplete:
@@ -984,8 +1292,13 @@ def build_model(
             warnings_out.append(
                 f"{item.label} differs between cells, so their numbers are not directly comparable"
             )
+    if headline is not None and headline.left_out:
+        warnings_out.append(
+            "the headline table shows the first study's cell of each dataset, backbone and "
+            "method; left out: " + ", ".join(headline.left_out)
+        )
     searches = {
-        f"{cell.study}/{cell.cell_id}": search_summary(cell)
+        f"{cell.study}/{cell.cell_id}": search_summary(cell, _reference_of(cell, study.cells))
         for study in studies
         for cell in study.cells
     }
@@ -1002,67 +1315,16 @@ def build_model(
         generated=generated,
         ks=main_ks,
         warnings=warnings_out,
+        metrics=chosen_metrics,
+        headline_k=headline_ks[0],
+        headline=headline,
+        not_converged=not_converged_runs(studies),
+        costs=cell_costs(searches, studies),
     )
 
 
-# --- captions and marks (plain text; renderers escape them) --------------------------------
-
-MARK_SEEDS = "*"
-MARK_USERS = "\u2020"
-
-
-def cell_marks(cell: TableCell) -> str:
-    """Significance marks of a cell: * (t-test over seeds), \u2020 (Wilcoxon over users)."""
-    marks = ""
-    if cell.t_test is not None and cell.t_test.significant:
-        marks += MARK_SEEDS
-    if cell.wilcoxon is not None and cell.wilcoxon.significant:
-        marks += MARK_USERS
-    return marks
-
-
-def seeds_text(table: ResultTable) -> str:
-    counts = sorted({len(r.seeds) for r in table.rows})
-    if counts == [1]:
-        return "one seed (no standard deviation)"
-    if len(counts) == 1:
-        return f"mean \u00b1 sample standard deviation over {counts[0]} seeds"
-    return "mean \u00b1 sample standard deviation over " + "/".join(map(str, counts)) + " seeds"
-
-
-def table_caption(table: ResultTable) -> str:
-    """The caption under a result table, without its number."""
-    base = f"{table.title}: {seeds_text(table)}."
-    if any(cell.best for row in table.rows for cell in row.cells.values()):
-        base += " Bold: best per column."
-    if table.kind in TESTED_KINDS and table.has_tests:
-        baseline = next((r.label for r in table.rows if r.is_baseline), "the backbone")
-        base += (
-            f" {MARK_SEEDS} p < 0.05, paired t-test over seeds vs {baseline};"
-            f" {MARK_USERS} p < 0.05, Wilcoxon signed-rank test over per-user test scores"
-            " (overall columns only, users paired within each seed). Not corrected for"
-            " multiple comparisons; p-values below."
-        )
-    if table.kind == "buckets":
-        base += " Buckets group test users by the interaction count of their target item."
-    if table.kind == "users":
-        base += " Head users are the 20% with the longest sequences."
-    return base
-
-
-def p_value_rows(table: ResultTable) -> list[tuple[str, str, dict[Column, TestOutcome | None]]]:
-    """(row label, test name, outcome per column) of every compared row, for the footnote."""
-    out: list[tuple[str, str, dict[Column, TestOutcome | None]]] = []
-    for row in table.rows:
-        if row.is_baseline:
-            continue
-        t_tests = {c: row.cells[c].t_test if c in row.cells else None for c in table.columns}
-        users = {c: row.cells[c].wilcoxon if c in row.cells else None for c in table.columns}
-        if any(v is not None for v in t_tests.values()):
-            out.append((row.label, "t-test (seeds)", t_tests))
-        if any(v is not None for v in users.values()):
-            out.append((row.label, "Wilcoxon (users)", users))
-    return out
+def _reference_of(cell: CellRecord, cells: list[CellRecord]) -> CellRecord | None:
+    return next((c for c in cells if c.info.get("reference_of") == cell.cell_id), None)
 
 
 def _by_bucket_bound(counts: dict[str, int]) -> dict[str, int]:

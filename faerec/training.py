@@ -7,9 +7,13 @@ or Optuna: they observe and steer a run through the ``on_epoch`` hook and resume
 
 Resuming is a first-class path, not an afterthought: after every epoch the whole training
 state (model, optimiser, best weights, early-stopping counters, history and every RNG) is
-written atomically to ``checkpoint_dir/checkpoint.pt``. A run that is killed and started again
-with the same configuration continues exactly where it stopped and produces the same numbers
-as an uninterrupted run.
+written atomically to ``checkpoint_dir/checkpoint.pt`` (the file's reading and writing live in
+:mod:`faerec.checkpoint`). A run that is killed and started again with the same configuration
+continues exactly where it stopped and produces the same numbers as an uninterrupted run.
+
+A run reads top to bottom in three steps: :func:`_set_up` (seeds, data, model, the checkpoint's
+state), :func:`_train` (the epochs, each one :func:`_train_epoch`) and :func:`_finish` (best
+weights, test, ``best_model.pt``, the result).
 
 On a GPU the loop avoids waiting for the device: batches go through pinned memory with
 non-blocking copies, and the loss and its parts are summed on the device and read back only
@@ -19,24 +23,32 @@ every ``NAN_CHECK_EVERY`` batches and at the end of the epoch (docs/benchmarks.m
 from __future__ import annotations
 
 import ctypes
-import json
 import platform
 import random
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from faerec.atomic import atomic_path
+from faerec.checkpoint import (
+    BEST_MODEL_FILE,
+    CHECKPOINT_FILE,
+    CHECKPOINT_FORMAT,
+    TrainingState,
+    load_checkpoint,
+    save_best_model,
+    save_checkpoint,
+)
+from faerec.checkpoint import config_differences as _config_differences  # noqa: F401 (tests)
 from faerec.config import RunConfig, validate
 from faerec.data.ragged import flatten_rows, row_membership
-from faerec.data.types import InteractionData, SplitPart
+from faerec.data.types import InteractionData, LeaveOneOutSplit, PopularityGroups, SplitPart
 from faerec.errors import ConfigError, TrainingError
 from faerec.evaluation import EvaluationOutput, evaluate
 from faerec.models.base import SequentialRecommender, TrainBatch
@@ -46,6 +58,7 @@ from faerec.run_progress import RunProgress
 __all__ = [
     "BEST_MODEL_FILE",
     "CHECKPOINT_FILE",
+    "CHECKPOINT_FORMAT",
     "NAN_CHECK_EVERY",
     "NegativeSampler",
     "autocast_context",
@@ -58,13 +71,6 @@ __all__ = [
     "train_one_epoch",
 ]
 
-CHECKPOINT_FILE = "checkpoint.pt"
-BEST_MODEL_FILE = "best_model.pt"
-#: bump when the checkpoint layout changes; older files are refused with a clear message
-CHECKPOINT_FORMAT = 1
-#: keys that may differ between a checkpoint and the resuming run: where and how fast it runs,
-#: not what it computes
-RESUME_IGNORED_KEYS = frozenset({"train.device", "train.num_threads", "train.compile"})
 #: batches between two reads of the device-side loss sums: each read is one host sync, and a
 #: NaN loss is noticed at the next read (so at most this many batches are computed in vain)
 NAN_CHECK_EVERY = 32
@@ -165,142 +171,7 @@ def _release_free_memory() -> None:
 _MALLOC_TRIM: Any = None
 
 
-def _cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
-
-def _atomic_torch_save(payload: dict[str, Any], path: Path) -> None:
-    with atomic_path(path) as temp:
-        torch.save(payload, temp)
-
-
-def _group_dicts(groups: list[GroupMetrics]) -> list[dict[str, Any]]:
-    return [asdict(g) for g in groups]
-
-
-def _groups_from_dicts(payload: list[dict[str, Any]]) -> list[GroupMetrics]:
-    return [GroupMetrics(**g) for g in payload]
-
-
-def _config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    from faerec.config import flatten
-
-    old, new = flatten(saved), flatten(current)
-    keys = sorted((set(old) | set(new)) - RESUME_IGNORED_KEYS)
-    return [
-        f"{k}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now"
-        for k in keys
-        if old.get(k) != new.get(k)
-    ]
-
-
-# --- training state -----------------------------------------------------------------------------
-
-
-@dataclass
-class _TrainingState:
-    """Everything that must survive a restart, besides model and optimiser weights."""
-
-    next_epoch: int = 0
-    best_value: float | None = None
-    best_epoch: int | None = None
-    best_state: dict[str, torch.Tensor] | None = None
-    best_valid: list[GroupMetrics] = field(default_factory=list)
-    bad_validations: int = 0
-    history: list[EpochReport] = field(default_factory=list)
-    #: "early_stopping" | "max_epochs" once training is over; None while it can go on
-    finished: str | None = None
-    seconds: float = 0.0
-
-    def record_validation(
-        self, epoch: int, value: float, groups: list[GroupMetrics], model: torch.nn.Module
-    ) -> bool:
-        """Keep the weights if ``value`` beats the best so far (strictly, like the official
-        EarlyStopping); return whether it did."""
-        if self.best_value is None or value > self.best_value:
-            self.best_value = value
-            self.best_epoch = epoch
-            self.best_state = _cpu_state_dict(model)
-            self.best_valid = groups
-            self.bad_validations = 0
-            return True
-        self.bad_validations += 1
-        return False
-
-
-def _save_checkpoint(
-    path: Path,
-    config: RunConfig,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    state: _TrainingState,
-    rng: np.random.Generator,
-    epoch: int,
-) -> None:
-    payload: dict[str, Any] = {
-        "format": CHECKPOINT_FORMAT,
-        "config": config.to_dict(),
-        "epoch": epoch,
-        "model": _cpu_state_dict(model),
-        "optimizer": optimizer.state_dict(),
-        "next_epoch": state.next_epoch,
-        "best_value": state.best_value,
-        "best_epoch": state.best_epoch,
-        "best_state": state.best_state,
-        "best_valid": _group_dicts(state.best_valid),
-        "bad_validations": state.bad_validations,
-        "history": [asdict(report) for report in state.history],
-        "finished": state.finished,
-        "seconds": state.seconds,
-        # the numpy generator state holds 128-bit integers: keep it as JSON text
-        "rng_numpy": json.dumps(rng.bit_generator.state),
-        "rng_torch": torch.get_rng_state(),
-        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-    _atomic_torch_save(payload, path)
-
-
-def _load_checkpoint(
-    path: Path,
-    config: RunConfig,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    rng: np.random.Generator,
-) -> _TrainingState:
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated or foreign file: say which one
-        raise TrainingError(
-            f"{path}: cannot read the checkpoint ({error}); delete it to start over"
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise TrainingError(f"{path}: not a faerec-study checkpoint (format {CHECKPOINT_FORMAT})")
-    differences = _config_differences(payload["config"], config.to_dict())
-    if differences:
-        raise ConfigError(
-            f"{path} was written for a different configuration ({'; '.join(differences[:3])}"
-            f"{'; ...' if len(differences) > 3 else ''}): use the same settings or a new directory"
-        )
-    model.load_state_dict(payload["model"])
-    optimizer.load_state_dict(payload["optimizer"])
-    rng.bit_generator.state = json.loads(payload["rng_numpy"])
-    torch.set_rng_state(payload["rng_torch"])
-    if payload["rng_cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(payload["rng_cuda"])
-    return _TrainingState(
-        next_epoch=int(payload["next_epoch"]),
-        best_value=payload["best_value"],
-        best_epoch=payload["best_epoch"],
-        best_state=payload["best_state"],
-        best_valid=_groups_from_dicts(payload["best_valid"]),
-        bad_validations=int(payload["bad_validations"]),
-        history=[EpochReport(**report) for report in payload["history"]],
-        finished=payload["finished"],
-        seconds=float(payload["seconds"]),
-    )
-
-
-# --- the run ------------------------------------------------------------------------------------
+# --- the loop -----------------------------------------------------------------------------------
 
 
 def _validates_at(epoch: int, config: RunConfig) -> bool:
@@ -475,6 +346,49 @@ def _environment(config: RunConfig, device: torch.device) -> dict[str, Any]:
     }
 
 
+# --- the run: set-up, epochs, finish ----------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """What one run builds once (:func:`_set_up`) and its epochs and finish then read."""
+
+    config: RunConfig
+    device: torch.device
+    #: ``time.perf_counter()`` when this call of :func:`run_trial` began
+    started: float
+    data: InteractionData
+    split: LeaveOneOutSplit
+    groups: PopularityGroups
+    model: SequentialRecommender
+    optimizer: torch.optim.Optimizer
+    rng: np.random.Generator
+    sampler: NegativeSampler
+    valid_history: list[np.ndarray]
+    valid_masks: dict[str, np.ndarray]
+    checkpoint_path: Path | None
+    state: TrainingState
+    #: training seconds spent before a resume (0 for a fresh run)
+    seconds_before: float
+    #: where FAERec's item embeddings came from (empty for a plain backbone)
+    embedding_facts: dict[str, Any]
+
+    def validate(self, epoch: int) -> dict[str, float]:
+        """Rank the validation users and let the state keep the weights if they are the best."""
+        output = evaluate(
+            self.model,
+            self.split.valid,
+            self.valid_history,
+            self.valid_masks,
+            self.config.eval,
+            self.device,
+            self.config.train.seed,
+        )
+        metric = self.config.train.select_metric
+        self.state.record_validation(epoch, output.overall[metric], output.groups, self.model)
+        return output.overall
+
+
 def run_trial(
     config: RunConfig,
     on_epoch: EpochHook | None = None,
@@ -494,28 +408,20 @@ def run_trial(
     validate(config)
     device = resolve_device(config.train.device)
     with matmul_precision(config, device):
-        return _run_trial(
-            config, device, started, on_epoch, checkpoint_dir, evaluate_test, progress
-        )
+        run = _set_up(config, device, started, checkpoint_dir, progress)
+        stop_reason, last_epoch = _train(run, on_epoch, progress)
+        return _finish(run, stop_reason, last_epoch, evaluate_test)
 
 
-def _run_trial(
+def _set_up(
     config: RunConfig,
     device: torch.device,
     started: float,
-    on_epoch: EpochHook | None,
     checkpoint_dir: str | Path | None,
-    evaluate_test: bool,
     progress: bool,
-) -> RunResult:
-    """:func:`run_trial` on a resolved device, inside its matmul-precision settings."""
-    from faerec.data import (
-        dataset_statistics,
-        leave_one_out,
-        load_dataset,
-        popularity_groups,
-        user_group_masks,
-    )
+) -> _Run:
+    """Seeds, data, embeddings, model and optimiser; then the checkpoint's state, if any."""
+    from faerec.data import leave_one_out, load_dataset, popularity_groups, user_group_masks
     from faerec.models import build_model
 
     seed = config.train.seed
@@ -526,20 +432,7 @@ def _run_trial(
     data = load_dataset(config.data.dataset)
     split = leave_one_out(data, config.data.max_seq_length)
     groups = popularity_groups(data, config.data.head_ratio, config.data.popularity_source)
-    llm_table = None
-    embedding_facts: dict[str, Any] = {}
-    if config.faerec.enabled:
-        from faerec.embeddings import prepare_item_embeddings
-
-        embeddings = prepare_item_embeddings(data, config.embedding, progress)
-        llm_table = embeddings.matrix
-        embedding_facts = {
-            "embedding_source": embeddings.source,
-            "embedding_cache_key": None
-            if embeddings.cache_path is None
-            else embeddings.cache_path.name,
-            "embedding_dim": int(llm_table.shape[1]),
-        }
+    llm_table, embedding_facts = _item_embeddings(config, data, progress)
     if len(split.train) == 0:
         raise TrainingError(
             f"dataset {data.name!r} has no training sequences (users need >= 2 items)"
@@ -563,140 +456,191 @@ def _run_trial(
 
     checkpoint_path = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_FILE
     if checkpoint_path is not None and checkpoint_path.exists():
-        state = _load_checkpoint(checkpoint_path, config, model, optimizer, rng)
+        state = load_checkpoint(checkpoint_path, config, model, optimizer, rng)
     else:
-        state = _TrainingState()
-    seconds_before = state.seconds
-    metric = config.train.select_metric
-    max_epochs = config.train.max_epochs
+        state = TrainingState()
+    return _Run(
+        config=config,
+        device=device,
+        started=started,
+        data=data,
+        split=split,
+        groups=groups,
+        model=model,
+        optimizer=optimizer,
+        rng=rng,
+        sampler=sampler,
+        valid_history=valid_history,
+        valid_masks=valid_masks,
+        checkpoint_path=checkpoint_path,
+        state=state,
+        seconds_before=state.seconds,
+        embedding_facts=embedding_facts,
+    )
 
-    def validate_now(epoch: int) -> dict[str, float]:
-        output = evaluate(model, split.valid, valid_history, valid_masks, config.eval, device, seed)
-        state.record_validation(epoch, output.overall[metric], output.groups, model)
-        return output.overall
 
+def _item_embeddings(
+    config: RunConfig, data: InteractionData, progress: bool
+) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """FAERec's LLM item table and where it came from; (None, {}) for a plain backbone."""
+    if not config.faerec.enabled:
+        return None, {}
+    from faerec.embeddings import prepare_item_embeddings
+
+    embeddings = prepare_item_embeddings(data, config.embedding, progress)
+    facts = {
+        "embedding_source": embeddings.source,
+        "embedding_cache_key": None
+        if embeddings.cache_path is None
+        else embeddings.cache_path.name,
+        "embedding_dim": int(embeddings.matrix.shape[1]),
+    }
+    return embeddings.matrix, facts
+
+
+def _train(run: _Run, on_epoch: EpochHook | None, progress: bool) -> tuple[str, int]:
+    """Epochs from where the state stands until the run finishes or the hook stops it.
+
+    Returns (stop reason, last epoch trained; ``next_epoch - 1`` if none was). After each epoch
+    the checkpoint is written before the hook sees the epoch, so a run killed in the hook
+    resumes after that epoch.
+    """
+    state, config = run.state, run.config
     stop_reason = state.finished or "max_epochs"
     epoch = state.next_epoch - 1
-    bar = _progress_bar(progress, state, max_epochs, len(split.train), config)
-    if state.finished is None:
-        for epoch in range(state.next_epoch, max_epochs):
-            epoch_started = time.perf_counter()
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            if bar is not None:
-                bar.start_epoch(epoch)
-            try:
-                loss, parts, weights = train_one_epoch(
-                    model, optimizer, split.train, sampler, rng, epoch, config, device, bar
+    bar = _progress_bar(progress, state, config.train.max_epochs, len(run.split.train), config)
+    try:
+        if state.finished is not None:
+            return stop_reason, epoch
+        for epoch in range(state.next_epoch, config.train.max_epochs):
+            report = _train_epoch(run, epoch, bar)
+            if run.checkpoint_path is not None:
+                save_checkpoint(
+                    run.checkpoint_path, config, run.model, run.optimizer, state, run.rng, epoch
                 )
-                valid: dict[str, float] | None = None
-                must_validate = epoch == max_epochs - 1 and state.best_value is None
-                if _validates_at(epoch, config) or must_validate:
-                    valid = validate_now(epoch)
-                if bar is not None:
-                    bar.end_epoch(loss, valid, state.best_value, state.best_epoch)
-            except BaseException:
-                if bar is not None:
-                    bar.close()
-                raise
-            state.next_epoch = epoch + 1
-            _release_free_memory()
-            if valid is not None and state.bad_validations >= config.train.patience:
-                state.finished = "early_stopping"
-            elif epoch == max_epochs - 1:
-                state.finished = "max_epochs"
-            report = EpochReport(
-                epoch=epoch,
-                loss=loss,
-                loss_parts=parts,
-                valid=valid,
-                best_value=state.best_value,
-                best_epoch=state.best_epoch,
-                seconds=time.perf_counter() - epoch_started,
-                checkpoint_dir=None if checkpoint_path is None else str(checkpoint_path.parent),
-                weights=weights,
-                gpu_mem_mb=_peak_gpu_memory_mb(device),
-            )
-            state.history.append(report)
-            state.seconds = seconds_before + (time.perf_counter() - started)
-            if checkpoint_path is not None:
-                _save_checkpoint(checkpoint_path, config, model, optimizer, state, rng, epoch)
             hook_says_stop = bool(on_epoch(report)) if on_epoch is not None else False
             if state.finished is not None:
-                stop_reason = state.finished
-                break
+                return state.finished, epoch
             if hook_says_stop:
-                stop_reason = "hook"
-                break
+                return "hook", epoch
+        return stop_reason, epoch
+    finally:
+        if bar is not None:
+            bar.close()
 
+
+def _train_epoch(run: _Run, epoch: int, bar: RunProgress | None) -> EpochReport:
+    """One epoch, its validation when due, and the state's bookkeeping; the epoch's report."""
+    state, config, device = run.state, run.config, run.device
+    max_epochs = config.train.max_epochs
+    epoch_started = time.perf_counter()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     if bar is not None:
-        bar.close()
+        bar.start_epoch(epoch)
+    loss, parts, weights = train_one_epoch(
+        run.model, run.optimizer, run.split.train, run.sampler, run.rng, epoch, config, device, bar
+    )
+    valid: dict[str, float] | None = None
+    must_validate = epoch == max_epochs - 1 and state.best_value is None
+    if _validates_at(epoch, config) or must_validate:
+        valid = run.validate(epoch)
+    if bar is not None:
+        bar.end_epoch(loss, valid, state.best_value, state.best_epoch)
+    state.next_epoch = epoch + 1
+    _release_free_memory()
+    if valid is not None and state.bad_validations >= config.train.patience:
+        state.finished = "early_stopping"
+    elif epoch == max_epochs - 1:
+        state.finished = "max_epochs"
+    report = EpochReport(
+        epoch=epoch,
+        loss=loss,
+        loss_parts=parts,
+        valid=valid,
+        best_value=state.best_value,
+        best_epoch=state.best_epoch,
+        seconds=time.perf_counter() - epoch_started,
+        checkpoint_dir=None if run.checkpoint_path is None else str(run.checkpoint_path.parent),
+        weights=weights,
+        gpu_mem_mb=_peak_gpu_memory_mb(device),
+    )
+    state.history.append(report)
+    state.seconds = run.seconds_before + (time.perf_counter() - run.started)
+    return report
+
+
+def _finish(run: _Run, stop_reason: str, last_epoch: int, evaluate_test: bool) -> RunResult:
+    """Load the best weights, test them once, leave ``best_model.pt``; the run's result."""
+    from faerec.data import user_group_masks
+
+    config, state, split = run.config, run.state, run.split
     if state.best_state is None:
         # stopped (by the hook) before any validation: the final weights are the only candidate
-        validate_now(max(epoch, 0))
+        run.validate(max(last_epoch, 0))
     assert state.best_state is not None and state.best_value is not None
     assert state.best_epoch is not None
-    model.load_state_dict(state.best_state)
+    run.model.load_state_dict(state.best_state)
 
     test_groups: list[GroupMetrics] | None = None
     test_ranks: list[int] | None = None
     test_users: list[int] | None = None
     test_user_group: list[str] | None = None
     if evaluate_test:
-        test_history = evaluation_history(data, split.test, 1)
-        test_masks = user_group_masks(split.test, groups)
+        test_history = evaluation_history(run.data, split.test, 1)
+        test_masks = user_group_masks(split.test, run.groups)
         test_output: EvaluationOutput = evaluate(
-            model, split.test, test_history, test_masks, config.eval, device, seed
-        )
+            run.model, split.test, test_history, test_masks, config.eval, run.device,
+            config.train.seed,
+        )  # fmt: skip
         test_groups = test_output.groups
         test_ranks = test_output.ranks.astype(int).tolist()
         test_users = test_output.user_index.astype(int).tolist()
         head, tail = test_masks["head_items"], test_masks["tail_items"]
         test_user_group = np.where(head, "head", np.where(tail, "tail", "")).tolist()
 
-    if checkpoint_path is not None:
-        _atomic_torch_save(
-            {
-                "model": state.best_state,
-                "config": config.to_json(),
-                "best_epoch": state.best_epoch,
-                "best_value": state.best_value,
-                "select_metric": metric,
-            },
-            checkpoint_path.parent / BEST_MODEL_FILE,
-        )
+    if run.checkpoint_path is not None:
+        save_best_model(run.checkpoint_path.parent, config, state)
 
-    data_stats = dict(dataset_statistics(data, split, groups))
-    data_stats.setdefault("head_ratio", config.data.head_ratio)
-    data_stats.setdefault("popularity_source", config.data.popularity_source)
-    data_stats["eval_mode"] = config.eval.mode
-    data_stats["eval_masking"] = config.eval.masking
-    if config.eval.mode == "sampled":
-        data_stats["eval_num_negatives"] = config.eval.num_negatives
     return RunResult(
         config=config.to_dict(),
         best_epoch=state.best_epoch,
         best_value=float(state.best_value),
-        select_metric=metric,
+        select_metric=config.train.select_metric,
         epochs_trained=state.next_epoch,
         stop_reason=stop_reason,
         valid=state.best_valid,
         test=test_groups,
         history=list(state.history),
-        seconds=seconds_before + (time.perf_counter() - started),
+        seconds=run.seconds_before + (time.perf_counter() - run.started),
         test_ranks=test_ranks,
         test_user_index=test_users,
         test_user_group=test_user_group,
-        data_stats=data_stats,
-        environment={**_environment(config, device), **embedding_facts},
+        data_stats=_data_stats(run),
+        environment={**_environment(config, run.device), **run.embedding_facts},
     )
+
+
+def _data_stats(run: _Run) -> dict[str, Any]:
+    """The dataset's statistics and the evaluation protocol the metrics were taken under."""
+    from faerec.data import dataset_statistics
+
+    config = run.config
+    stats = dict(dataset_statistics(run.data, run.split, run.groups))
+    stats.setdefault("head_ratio", config.data.head_ratio)
+    stats.setdefault("popularity_source", config.data.popularity_source)
+    stats["eval_mode"] = config.eval.mode
+    stats["eval_masking"] = config.eval.masking
+    if config.eval.mode == "sampled":
+        stats["eval_num_negatives"] = config.eval.num_negatives
+    return stats
 
 
 # --- progress display ---------------------------------------------------------------------------
 
 
 def _progress_bar(
-    enabled: bool, state: _TrainingState, max_epochs: int, rows: int, config: RunConfig
+    enabled: bool, state: TrainingState, max_epochs: int, rows: int, config: RunConfig
 ) -> RunProgress | None:
     """One display for the whole run (faerec.run_progress), from the epoch it resumes at."""
     if not enabled:

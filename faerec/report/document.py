@@ -674,7 +674,7 @@ def cost_table(costs: Sequence[CellCost], numbers: _Numbers) -> Table:
             "Cost per cell. Trials: complete, pruned and failed trials of its search. "
             "Trial-hours: the trials' run times summed. Search wall: first trial start to last "
             "trial end (Optuna's timestamps, pauses of a stopped study included). Final: the "
-            "final runs and their run times summed. Total: search wall + final. Device: "
+            "final runs and their run times summed. Total: search wall + final time. Device: "
             "where the final runs ran."
         ),
         header=[
@@ -684,13 +684,14 @@ def cost_table(costs: Sequence[CellCost], numbers: _Numbers) -> Table:
             "Pruned",
             "Failed",
             "Trial-hours",
-            "Search wall",
-            "Final runs",
-            "Final",
+            "Wall",
+            "Runs",
+            "Time",
             "Total",
         ],
         rows=rows,
         spans=[[Span("", 2), Span("Trials", 3), Span("Search", 2), Span("Final", 2), Span("", 1)]],
+        stub=2,
         number=numbers.next_table(),
     )
 

@@ -108,8 +108,10 @@ def _save(fig: Figure, figures_dir: Path, stem: str) -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
-def bucket_figure(table: ResultTable, metric: str = "ndcg") -> Figure | None:
-    """Grouped bars: the metric per popularity bucket (x) and method (bars), ± std over seeds."""
+def bucket_figure(table: ResultTable) -> Figure | None:
+    """Grouped bars: the table's first metric per popularity bucket (x) and method (bars),
+    ± std over seeds."""
+    metric = table.columns[0].metric if table.columns else ""
     columns = [c for c in table.columns if c.metric == metric]
     rows = [r for r in table.rows if any(c in r.cells for c in columns)]
     if not columns or not rows:
@@ -336,7 +338,7 @@ def _add(
 def _add_section_figures(out: dict[str, FigureFile], section: Section, figures_dir: Path) -> None:
     if section.buckets is None:
         return
-    column = next((c for c in section.buckets.columns if c.metric == "ndcg"), None)
+    column = next(iter(section.buckets.columns), None)
     if column is None:
         return
     _add(

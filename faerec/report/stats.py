@@ -9,7 +9,9 @@ Two paired tests, because they answer different questions:
   typical test user? Per-user NDCG@K / HR@K come from the stored 1-based test ranks; users are
   paired by ``test_user_index`` *within the same seed*; the per-user differences are then
   averaged over the seeds both methods share, so each user is one observation. Users whose
-  difference is exactly zero are dropped (``zero_method="wilcox"``), as is standard.
+  difference is exactly zero are dropped (``zero_method="wilcox"``), as is standard. Within
+  the head-item or tail-item columns only the users whose test target is in that item group
+  take part (``RunResult.test_user_group``); seed files that predate it get no such test.
 
 Neither test is corrected for multiple comparisons; the report says so.
 """

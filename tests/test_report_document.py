@@ -354,3 +354,31 @@ def test_latex_escapes_strings_from_data(tmp_path: Path) -> None:
     build_report([store], tmp_path / "out", formats=["tex"])
     tex = (tmp_path / "out" / "report.tex").read_text()
     assert r"50\% \& \$x\_1 \#2" in tex
+
+
+def test_headline_orders_cut_offs_as_the_main_tables_do(studies: list[Path]) -> None:
+    model = build_model([load_study(p) for p in studies], ks=[10, 20])
+    document = build_document(model, {})
+    main = _table(document, "main", "main-ml-100k-sasrec")
+    assert _table(document, "headline").header[2:14] == main.header[1:]
+
+
+@pytest.mark.parametrize("module", ["markdown", "html", "latex"])
+def test_renderers_take_nothing_but_the_document(module: str) -> None:
+    """A renderer that imported the numbers could compute or choose one; only the document
+    (and the figure files, and latex's label slug) may reach it."""
+    import ast
+
+    import faerec.report
+
+    source = (Path(faerec.report.__file__).parent / f"{module}.py").read_text()
+    imported = {
+        (node.module, alias.name)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("faerec")
+        for alias in node.names
+    }
+    allowed_modules = {"faerec.report.document", "faerec.report.figures"}
+    assert {i for i in imported if i[0] not in allowed_modules} <= {
+        ("faerec.report.tables", "slug")
+    }

@@ -556,7 +556,7 @@ def _search_part(model: ReportModel, summary: SearchSummary, key: str, numbers: 
     if (
         cell.has_search
         and summary.importance_note
-        and (summary.importances is None or "fewer than" in summary.importance_note)
+        and (summary.importances is None or summary.few_trials)
     ):
         blocks.append(Text(f"Parameter importances: {summary.importance_note}.", muted=True))
     ref = numbers.figure_ref(f"training:{key}")

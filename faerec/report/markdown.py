@@ -86,7 +86,7 @@ def _table(table: Table) -> list[str]:
         lines.append("| " + " | ".join(cells) + " |")
     caption = md(table.caption)
     if table.collapsed:
-        body = ["", *lines, "", *[md(n) for n in table.notes]]
+        body = ["", *lines, "", *[line for n in table.notes for line in (md(n), "")]]
         return [f"<details><summary>{caption}</summary>", *body, "", "</details>", ""]
     label = f"*Table {table.number}.* " if table.number else ""
     out = [*lines, "", f"{label}{caption}"]

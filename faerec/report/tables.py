@@ -260,6 +260,8 @@ class SearchSummary:
     search_wall_seconds: float | None = None
     #: the preset's value of each best parameter (retrained preset, else the preset trial)
     preset_params: dict[str, Any] = field(default_factory=dict)
+    #: importances rest on fewer than FEW_TRIALS_FOR_IMPORTANCE completed trials
+    few_trials: bool = False
 
 
 @dataclass
@@ -685,8 +687,8 @@ def build_headline(
         Column(group, metric, k)
         for group in MAIN_GROUPS
         if group in test_groups
-        for metric in metrics
         for k in ks
+        for metric in metrics
     ]
     blocks: dict[tuple[str, str], ResultTable] = {}
     rows: dict[tuple[str, str, str], TableRow] = {}
@@ -1038,6 +1040,7 @@ def search_summary(cell: CellRecord, reference: CellRecord | None = None) -> Sea
     all_values: list[tuple[int, list[float]]] = []
     search_wall: float | None = None
     preset: dict[str, Any] = {}
+    few_trials = False
     study = open_optuna_study(cell) if cell.has_search else None
     if study is not None:
         directions = [d.name.lower() for d in study.directions]
@@ -1062,6 +1065,7 @@ def search_summary(cell: CellRecord, reference: CellRecord | None = None) -> Sea
             all_values = [(t.number, list(t.values)) for t in complete]
             pareto = sorted((t.number, list(t.values)) for t in study.best_trials)
         importances, importance_note = _importances(study, len(complete))
+        few_trials = len(complete) < FEW_TRIALS_FOR_IMPORTANCE
         starts = [t.datetime_start for t in study.trials if t.datetime_start is not None]
         ends = [t.datetime_complete for t in study.trials if t.datetime_complete is not None]
         if starts and ends:
@@ -1118,6 +1122,7 @@ def search_summary(cell: CellRecord, reference: CellRecord | None = None) -> Sea
         tally=tally,
         search_wall_seconds=search_wall,
         preset_params=preset,
+        few_trials=few_trials,
     )
 
 

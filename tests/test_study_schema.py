@@ -4,6 +4,7 @@ docs derive from it, and that deriving them changed nothing a stored study depen
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from faerec.study.schema import FinalSettings, StudyFile
 from faerec.study.schema_docs import render_docs
-from faerec.study.spec import SpecError, parse_spec, spec_from_dict, spec_hash
+from faerec.study.spec import IDENTITY_KEYS, SpecError, parse_spec, spec_from_dict, spec_hash
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -60,6 +61,12 @@ def test_docs_key_tables_are_up_to_date() -> None:
     text = docs.read_text(encoding="utf-8")
     assert "<!-- keys: top -->" in text
     assert render_docs(text) == text, "run: python -m faerec.study.schema_docs"
+
+
+def test_docs_name_the_keys_whose_change_resume_refuses() -> None:
+    text = (REPO / "docs" / "study-spec.md").read_text(encoding="utf-8")
+    (row,) = [line for line in text.splitlines() if "| refused with exit code 2" in line]
+    assert set(re.findall(r"`([^`]+)`", row.split(" | ")[0])) == set(IDENTITY_KEYS)
 
 
 def test_stored_spec_holds_every_declared_key_with_its_default(tmp_path: Path) -> None:

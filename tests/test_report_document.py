@@ -382,3 +382,13 @@ def test_renderers_take_nothing_but_the_document(module: str) -> None:
     assert {i for i in imported if i[0] not in allowed_modules} <= {
         ("faerec.report.tables", "slug")
     }
+
+
+def test_a_second_study_of_the_same_cells_is_named_not_hidden(tmp_path: Path) -> None:
+    kwargs: dict = {"methods": ("backbone",), "searched": ()}
+    first = make_study_store(tmp_path / "studies", "first", **kwargs)
+    again = make_study_store(tmp_path / "studies", "again", **kwargs)
+    model = build_model([load_study(first), load_study(again)])
+    document = build_document(model, {})
+    assert _headline_rows(document) == [("ML-100K", "Backbone")]
+    assert any("left out: again/ml-100k__sasrec__backbone" in w for w in model.warnings)

@@ -88,7 +88,7 @@ class Row:
 @dataclass
 class Table:
     #: what the table shows: headline, main, tuning, buckets, users, p-values, params, seeds,
-    #: config, cost, studies, datasets
+    #: config, cost, studies, protocol, datasets
     kind: str
     #: unique in the document (LaTeX labels)
     key: str
@@ -736,12 +736,20 @@ def _protocol(model: ReportModel, numbers: _Numbers) -> Part:
             blocks.append(
                 Code(f"Study spec of {study.name} (spec.yaml)", study.spec_text, True, "yaml")
             )
-    protocol: list[Block] = []
-    for item in model.protocol:
-        protocol.append(Facts([(item.label, item.value)]))
-        if item.mixed:
-            protocol.append(Bullets(item.mixed))
-    blocks.append(Part("Evaluation protocol", "evaluation-protocol", 3, protocol))
+    protocol = Table(
+        kind="protocol",
+        key="protocol",
+        caption="Evaluation protocol of the final runs; where cells differ, each value with its "
+        "cells.",
+        header=["Setting", "Value"],
+        rows=[
+            Row([Cell(item.label), Cell("; ".join(item.mixed) if item.mixed else item.value)])
+            for item in model.protocol
+        ],
+        stub=2,
+        paper=False,
+    )
+    blocks.append(Part("Evaluation protocol", "evaluation-protocol", 3, [protocol]))
     if model.datasets:
         columns = stat_columns(model.datasets)
         buckets = list(dict.fromkeys(b for s in model.datasets for b in s.items_per_bucket))

@@ -392,3 +392,16 @@ def test_a_second_study_of_the_same_cells_is_named_not_hidden(tmp_path: Path) ->
     document = build_document(model, {})
     assert _headline_rows(document) == [("ML-100K", "Backbone")]
     assert any("left out: again/ml-100k__sasrec__backbone" in w for w in model.warnings)
+
+
+def test_a_seed_whose_user_groups_do_not_match_its_ranks_is_set_aside(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = make_study_store(tmp_path / "studies", "short", methods=("backbone",), searched=())
+    cell = CellStore(store / "cells" / "ml-100k__sasrec__backbone")
+    payload = json.loads(cell.seed_json(2025).read_text())
+    payload["test_user_group"] = payload["test_user_group"][:-1]
+    cell.seed_json(2025).write_text(json.dumps(payload))
+    assert list(cell.read_seeds()) == [2024]
+    assert "test_user_group has 942 entries but test_ranks has 943" in capsys.readouterr().err
+    assert [p.name.split(".json")[0] for p in cell.set_aside_seeds()] == ["seed_2025"]

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from faerec.report.stats import TestOutcome, format_p
+from faerec.report.stats import USER_TEST_GROUPS, TestOutcome, format_p
 from faerec.report.tables import (
     HEADLINE_LABELS,
     TESTED_KINDS,
@@ -256,7 +256,7 @@ def seeds_text(counts: Sequence[int]) -> str:
 
 
 def marks_text(baseline: str, groups: Sequence[str]) -> str:
-    tested = [group_label(g) for g in groups if g in ("overall", "head_items", "tail_items")]
+    tested = [group_label(g) for g in groups if g in USER_TEST_GROUPS]
     users = ", ".join(tested).lower() if tested else "overall"
     return (
         f"{MARK_SEEDS} p < 0.05, paired t-test over seeds vs {baseline}; {MARK_USERS} p < 0.05, "
@@ -265,7 +265,7 @@ def marks_text(baseline: str, groups: Sequence[str]) -> str:
     )
 
 
-def test_notes(tables: Sequence[ResultTable]) -> list[str]:
+def weak_test_notes(tables: Sequence[ResultTable]) -> list[str]:
     """Notes beside the tests: t-tests on few seeds, per-user tests that could not run."""
     notes: list[str] = []
     few = sorted(
@@ -354,7 +354,7 @@ def result_table(table: ResultTable, section_key: str, numbers: _Numbers) -> lis
     number = numbers.next_table()
     notes = not_converged_note(any(r.not_converged for r in table.rows))
     if table.kind in TESTED_KINDS:
-        notes += test_notes([table])
+        notes += weak_test_notes([table])
     out = [
         Table(
             kind=table.kind,
@@ -468,7 +468,7 @@ def headline_table(model: ReportModel, headline: Headline, numbers: _Numbers) ->
         + marks_text("the backbone", groups)
     )
     notes = not_converged_note(any(r.not_converged for r in headline.rows.values()))
-    notes += test_notes(blocks)
+    notes += weak_test_notes(blocks)
     return Table(
         kind="headline",
         key="headline",

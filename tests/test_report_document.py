@@ -405,3 +405,11 @@ def test_a_seed_whose_user_groups_do_not_match_its_ranks_is_set_aside(
     assert list(cell.read_seeds()) == [2024]
     assert "test_user_group has 942 entries but test_ranks has 943" in capsys.readouterr().err
     assert [p.name.split(".json")[0] for p in cell.set_aside_seeds()] == ["seed_2025"]
+
+
+def test_summary_csv_counts_the_seeds_that_did_not_converge(report: Path) -> None:
+    summary = pd.read_csv(report / "summary.csv")
+    counts = summary.groupby(["study", "method"])["not_converged_seeds"].unique()
+    assert counts[("ml-sasrec", "backbone")].tolist() == [0]
+    assert counts[("ml-sasrec", "faerec")].tolist() == [2]
+    assert counts[("ml-sasrec", "faerec-defaults")].tolist() == [2]

@@ -579,7 +579,8 @@ def summary_frame(tidy: pd.DataFrame, sections: list[Section]) -> pd.DataFrame:
     """Every (study, dataset, backbone, method, split, group, metric, k): mean, std, n, change, p.
 
     This is the ``summary.csv`` next to the tidy ``results.csv``: all cut-offs, valid and test;
-    relative change and p-values against the backbone on the test split.
+    relative change and p-values against the backbone on the test split; how many of the
+    row's final seeds did not converge (:func:`convergence_note`).
     """
     out = summarise(tidy)
     out["rel_change_vs_backbone"] = np.nan
@@ -628,6 +629,17 @@ def summary_frame(tidy: pd.DataFrame, sections: list[Section]) -> pd.DataFrame:
         p_w.append(math.nan if w is None else w)
     out["p_ttest_seeds"] = p_t
     out["p_wilcoxon_users"] = p_w
+    flagged = {
+        (cell.study, cell.dataset, cell.backbone, cell.method): sum(
+            1 for result in cell.finals.values() if convergence_note(result)
+        )
+        for section in sections
+        for cell in section.cells
+    }
+    out["not_converged_seeds"] = [
+        flagged.get((row.study, row.dataset, row.backbone, row.method), 0)
+        for row in out.itertuples()
+    ]
     return out
 
 

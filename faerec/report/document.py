@@ -704,11 +704,11 @@ def _hours(seconds: float | None) -> str:
 
 
 def _protocol(model: ReportModel, numbers: _Numbers) -> Part:
-    blocks: list[Block] = [
+    studies: list[Block] = [
         Table(
             kind="studies",
             key="studies",
-            caption="Studies",
+            caption="",
             header=["Study", "Spec hash", "Created", "Updated", "Cells"],
             rows=[
                 Row(
@@ -728,14 +728,15 @@ def _protocol(model: ReportModel, numbers: _Numbers) -> Part:
     ]
     for study in model.studies:
         if study.meta.get("command"):
-            blocks.append(Code(f"Study command ({study.name})", str(study.meta["command"])))
+            studies.append(Code(f"Study command ({study.name})", str(study.meta["command"])))
     if model.command:
-        blocks.append(Code("Report command", model.command))
+        studies.append(Code("Report command", model.command))
     for study in model.studies:
         if study.spec_text:
-            blocks.append(
+            studies.append(
                 Code(f"Study spec of {study.name} (spec.yaml)", study.spec_text, True, "yaml")
             )
+    blocks: list[Block] = [Part("Studies", "studies", 3, studies)]
     protocol = Table(
         kind="protocol",
         key="protocol",

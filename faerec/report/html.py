@@ -253,7 +253,8 @@ def _table(table: Table) -> Markup:
         body.append(el("tr", cells, class_=" ".join(c for c in (kind, rule) if c) or None))
     label = el("span", f"Table {table.number}. ", class_="caption-label") if table.number else None
     notes = [el("span", note, class_="tnote") for note in table.notes]
-    caption = None if table.collapsed else el("caption", label, table.caption, notes)
+    shown = not table.collapsed and (label or table.caption or notes)
+    caption = el("caption", label, table.caption, notes) if shown else None
     kind = "results" if table.paper else "plain"
     markup = el(
         "div",

@@ -89,7 +89,7 @@ def _table(table: Table) -> list[str]:
         body = ["", *lines, "", *[line for n in table.notes for line in (md(n), "")]]
         return [f"<details><summary>{caption}</summary>", *body, "", "</details>", ""]
     label = f"*Table {table.number}.* " if table.number else ""
-    out = [*lines, "", f"{label}{caption}"]
+    out = [*lines, ""] + ([f"{label}{caption}"] if label or caption else [])
     out += [f"<br>{md(n)}" for n in table.notes]
     return [*out, ""]
 

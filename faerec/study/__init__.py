@@ -7,7 +7,9 @@
   :mod:`~faerec.study.signals` (Ctrl-C/SIGTERM), :mod:`~faerec.study.ray_session`,
   :mod:`~faerec.study.bookkeeping` (experiments.json, trials.csv, epochs.csv, best.json,
   results.csv; no Ray), :mod:`~faerec.study.retry` (interrupted trials, resumed from their
-  checkpoints) and :mod:`~faerec.study.tune_setup` (the Tuner of a search round);
+  checkpoints), :mod:`~faerec.study.tune_setup` (the Tuner of a search round),
+  :mod:`~faerec.study.cell_search` (the cells' searches at once, one thread each) and
+  :mod:`~faerec.study.shared` (trial slots shared by the cells; drivers sharing a database);
 * :mod:`faerec.study.searcher`, :mod:`faerec.study.trainable`: the Tune plug-ins;
 * :mod:`faerec.study.final`: best configuration x seeds, on test;
 * :mod:`faerec.study.progress`: the live per-cell progress lines.

@@ -22,11 +22,14 @@ QUIET_RAY_ENVIRONMENT = {
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
     "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
 }
-#: settings the driver depends on, always set: the driver handles SIGINT itself, and epochs before
-#: the first validation report no objective (the schedulers ignore them)
+#: settings the driver depends on, always set: the driver handles SIGINT itself, epochs before
+#: the first validation report no objective (the schedulers ignore them), and no Ray call after
+#: the driver stopped Ray starts a new one behind its back (a cell's Tune thread still winding
+#: down after a second Ctrl-C; read when Ray is first imported)
 REQUIRED_TUNE_ENVIRONMENT = {
     "TUNE_DISABLE_SIGINT_HANDLER": "1",
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
+    "RAY_ENABLE_AUTO_CONNECT": "0",
 }
 
 

@@ -21,18 +21,30 @@ Ray.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 #: user attributes of a trial attempt
 RETRY_ATTR = "retry_of"
 TUNE_TRIAL_ATTR = "tune_trial"
+#: the driver that runs the attempt: ``<host>:<study folder>`` (faerec.study.shared)
+DRIVER_ATTR = "driver"
 STALE_ATTR = "stale"
 ERROR_ATTR = "error"
 INTERRUPTED_ERROR = "interrupted: the driver stopped while this trial ran"
 #: attributes that describe one attempt, not the configuration: a retry does not inherit them
 _ATTEMPT_ATTRS = frozenset(
-    {RETRY_ATTR, TUNE_TRIAL_ATTR, STALE_ATTR, ERROR_ATTR, "epochs", "seconds", "gpu_mem_mb"}
+    {
+        RETRY_ATTR,
+        TUNE_TRIAL_ATTR,
+        DRIVER_ATTR,
+        STALE_ATTR,
+        ERROR_ATTR,
+        "epochs",
+        "seconds",
+        "gpu_mem_mb",
+    }
 )
 
 
@@ -42,9 +54,10 @@ def trial_dir_name(trial_id: str) -> str:
     return f"trial_{trial_id}"
 
 
-def retry_interrupted_trials(study: Any) -> list[int]:
+def retry_interrupted_trials(study: Any, keep: Callable[[Any], bool] | None = None) -> list[int]:
     """Fail the RUNNING trials of ``study`` (an ``optuna.Study``) as interrupted and enqueue
-    each one's parameters again; returns their numbers.
+    each one's parameters again; returns their numbers. ``keep`` spares the trials it is true
+    for (another live driver's, in a shared database: faerec.study.shared).
 
     Call it only when no trial of this driver is live: before a search round, or after one
     ended (gently or not).
@@ -54,6 +67,8 @@ def retry_interrupted_trials(study: Any) -> list[int]:
     storage = study._storage
     interrupted: list[int] = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if keep is not None and keep(trial):
+            continue
         storage.set_trial_user_attr(trial._trial_id, STALE_ATTR, True)
         storage.set_trial_user_attr(trial._trial_id, ERROR_ATTR, INTERRUPTED_ERROR)
         study.tell(trial.number, state=TrialState.FAIL)

@@ -2,13 +2,14 @@
 
 One process coordinates everything (the "driver"); it holds the study's lock. For each cell that
 has a search space it opens the cell's Optuna study (``cells/<id>/optuna.journal``, or the spec's
-RDB ``storage``) and runs search rounds until the study holds ``search.trials`` finished trials.
-Each round is a new Ray Tune experiment under ``cells/<id>/tune/`` asking for just the missing
-trials (:mod:`faerec.study.tune_setup`); Optuna is the record of what finished, and a Tune
-experiment is never restored. Before each round, and when a round was stopped, the trials a
-driver left RUNNING are failed as interrupted and retried from their checkpoint
-(:mod:`faerec.study.retry`); so a study resumes the same way after Ctrl-C, SIGTERM, SIGKILL or a
-crash, and never runs a finished configuration twice.
+RDB ``storage``) and runs search rounds until the study holds ``search.trials`` finished trials;
+the cells search at the same time, one thread each, sharing the study's concurrency
+(:mod:`faerec.study.cell_search`). Each round is a new Ray Tune experiment under
+``cells/<id>/tune/`` asking for just the missing trials (:mod:`faerec.study.tune_setup`); Optuna
+is the record of what finished, and a Tune experiment is never restored. Before each round,
+and when a round was stopped, the trials a driver left RUNNING are failed as interrupted and
+retried from their checkpoint (:mod:`faerec.study.retry`); so a study resumes the same way
+after Ctrl-C, SIGTERM, SIGKILL or a crash, and never runs a finished configuration twice.
 
 Ctrl-C and SIGTERM stop gently, a second one at once (:mod:`faerec.study.signals`); either way
 the driver ends with :class:`StudyInterrupted` (exit code 3) and prints how to resume. The
@@ -24,13 +25,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
-from faerec.errors import FaerecError
 from faerec.run_progress import say
 from faerec.study.bookkeeping import (
     CellMonitor,
-    ExperimentIndex,
     prepare_store,
     touch_study_json,
     write_results_csv,
@@ -42,12 +41,14 @@ from faerec.study.signals import InterruptGuard, StopNow, StudyInterrupted
 from faerec.study.spec import Cell, StudySpec
 from faerec.study.store import (
     StudyStore,
-    count_trials,
     open_storage,
     optuna_study_name,
     write_json_atomic,
 )
 from faerec.text import plural
+
+if TYPE_CHECKING:
+    from faerec.study.cell_search import CellSearch
 
 __all__ = ["QUIET_RAY_ENVIRONMENT", "RunOptions", "StudyInterrupted", "StudyRunner", "run_study"]
 
@@ -82,6 +83,10 @@ class StudyRunner:
         self.progress = ProgressView(options.progress_stream)
         self.guard = InterruptGuard()
         self.ray = RaySession(options.address, self.guard, self.progress)
+        #: a cell's search failed: the others stop (faerec.study.cell_search)
+        self.aborted = False
+        #: the trial trainable's registered name (faerec.study.tune_setup)
+        self.trainable = ""
 
     # -- top level -----------------------------------------------------------------------
 
@@ -107,14 +112,15 @@ class StudyRunner:
         self.guard.immediate = True
         prepare_store(self.spec, self.store, self.options.command)
         plan_study(self.progress, self.spec, self.store)
-        outcomes: list[CellOutcome] = []
+        searched: list[Cell] = []
         for cell in self.spec.cells():
             self.guard.check()
             if cell.space is None:
                 self.write_preset_best(cell)
                 self.progress.update(cell.cell_id, stage="preset", best="preset configuration")
                 continue
-            outcomes.append(self.search_cell(cell))
+            searched.append(cell)
+        outcomes = self.search_cells(searched)
         self.guard.check()
         failed = {o.cell_id for o in outcomes if o.failed}
         final_errors = self.final_stage(failed)
@@ -137,75 +143,88 @@ class StudyRunner:
 
     # -- search --------------------------------------------------------------------------
 
-    def search_cell(self, cell: Cell) -> CellOutcome:
-        """Search rounds until the cell's Optuna study holds its target of finished trials."""
+    def search_cells(self, cells: list[Cell]) -> list[CellOutcome]:
+        """Every cell's search at the same time, sharing the study's concurrency
+        (:mod:`faerec.study.cell_search`), until each holds its target of done trials."""
+        from faerec.study.cell_search import run_concurrently
+        from faerec.study.shared import TrialSlots
+
+        searches = [self.open_search(cell) for cell in cells]
+        pending = [s for s in searches if not s.complete()]
+        if pending:
+            self.ray.ensure()  # first: it sets Ray's environment before Ray is imported
+            from faerec.study.searcher import register_monitor, register_slots
+            from faerec.study.tune_setup import register_trial_trainable
+
+            self.trainable = register_trial_trainable(self.trial_resources())
+            slots = TrialSlots(self.concurrency())
+            for search in pending:
+                search.monitor.concurrency = slots.total
+                register_monitor(search.cell.cell_id, search.monitor)
+                register_slots(search.cell.cell_id, slots)
+            monitors = [s.monitor for s in pending]
+            self.guard.pending = lambda: _epochs_in_flight(sum(len(m.running) for m in monitors))
+            self.guard.immediate = False  # a search round stops after the epochs in flight
+            try:
+                run_concurrently(pending, self.abort)
+            finally:
+                self.guard.pending = lambda: None
+                self.guard.immediate = True
+                for search in pending:
+                    register_monitor(search.cell.cell_id, None)
+                    register_slots(search.cell.cell_id, None)
+        for search in searches:
+            if search not in pending:
+                search.monitor.refresh(write_files=True)
+        self.guard.check()
+        return [self.cell_outcome(s.cell, s.study.get_trials(deepcopy=False)) for s in searches]
+
+    def open_search(self, cell: Cell) -> CellSearch:
+        """The cell's Optuna study (created on first use, the preset enqueued as its first
+        trial) and what its search thread needs."""
         import optuna
 
+        from faerec.study.cell_search import CellSearch
         from faerec.study.reference import enqueue_reference, note_reference
-        from faerec.study.retry import retry_interrupted_trials
-        from faerec.study.searcher import register_monitor
+        from faerec.study.shared import claim, driver_mark, running_elsewhere
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         cell_store = self.store.cell(cell.cell_id)
         storage = open_storage(self.spec.storage, str(cell_store.journal))
         study_name = self.study_name(cell)
-        study = optuna.create_study(
+        with claim(storage, study_name):  # two drivers of a shared database enqueue it once
+            study = optuna.create_study(
+                study_name=study_name,
+                storage=storage,
+                load_if_exists=True,
+                directions=[cast(Any, o.direction) for o in self.spec.search.objectives],
+            )
+            note_reference(self.progress, cell, enqueue_reference(study, self.spec, cell))
+        target = self.spec.trials_for(cell)
+        mine = driver_mark(self.store.root)
+        return CellSearch(
+            cell=cell,
+            cell_store=cell_store,
+            study=study,
             study_name=study_name,
             storage=storage,
-            load_if_exists=True,
-            directions=[cast(Any, o.direction) for o in self.spec.search.objectives],
+            target=target,
+            monitor=CellMonitor(self.spec, cell, cell_store, study, self.progress, target, 1),
+            new_tuner=self.new_tuner,
+            stopping=lambda: self.guard.interrupted or self.aborted,
+            keep=lambda trial: running_elsewhere(trial, mine),
         )
-        note_reference(self.progress, cell, enqueue_reference(study, self.spec, cell))
-        target = self.spec.trials_for(cell)
-        index = ExperimentIndex(cell_store.tune_dir)
-        index.close_interrupted()
-        monitor = CellMonitor(self.spec, cell, cell_store, study, self.progress, target, 1)
-        register_monitor(cell.cell_id, monitor)
-        self.guard.pending = lambda: _epochs_in_flight(len(monitor.running))
-        self.guard.immediate = False  # a search round stops after the epochs in flight
-        try:
-            while True:
-                self.guard.check()
-                retry_interrupted_trials(study)  # what a stopped driver left RUNNING
-                done = count_trials(study.get_trials(deepcopy=False)).done
-                if done >= target:
-                    break
-                self.ray.ensure()
-                monitor.concurrency = concurrency = self.concurrency()
-                experiment = index.new(target - done)
-                tuner = self.new_tuner(cell, study_name, storage, experiment, concurrency)
-                monitor.refresh(write_files=False)
-                tuner.fit()
-                if self.guard.interrupted:
-                    index.mark(experiment, "interrupted")
-                    self.guard.check()
-                index.mark(experiment, "finished")
-                if count_trials(study.get_trials(deepcopy=False)).done == done:
-                    raise FaerecError(
-                        f"{cell.cell_id}: a search round finished without adding a trial; "
-                        f"see {cell_store.tune_dir / experiment['name']}"
-                    )
-            from faerec.study.tune_setup import remove_checkpoints
 
-            remove_checkpoints(cell_store.tune_dir)
-        finally:
-            self.guard.pending = lambda: None
-            self.guard.immediate = True
-            register_monitor(cell.cell_id, None)
-            if self.guard.interrupted:  # gently or not, no trial of this driver runs any more
-                retry_interrupted_trials(study)
-                index.close_interrupted()
-            monitor.refresh(write_files=True)
-        return self.cell_outcome(cell, study.get_trials(deepcopy=False))
+    def abort(self) -> None:
+        """A cell failed: the other cells stop after their epochs in flight."""
+        self.aborted = True
 
     def new_tuner(
-        self,
-        cell: Cell,
-        study_name: str,
-        storage: Any,
-        experiment: dict[str, Any],
-        concurrency: int,
+        self, cell: Cell, study_name: str, storage: Any, experiment: dict[str, Any]
     ) -> Any:
+        """A search round's Tune experiment; it may run every slot of the study (the slots,
+        not Tune, share them between cells)."""
+        from faerec.study.shared import driver_mark
         from faerec.study.tune_setup import build_tuner
 
         return build_tuner(
@@ -215,9 +234,11 @@ class StudyRunner:
             study_name=study_name,
             tune_dir=self.store.cell(cell.cell_id).tune_dir,
             experiment=experiment,
-            concurrency=concurrency,
-            resources=self.trial_resources(),
-            interrupted=lambda: self.guard.interrupted,
+            concurrency=self.concurrency(),
+            trainable=self.trainable,
+            interrupted=lambda: self.guard.interrupted or self.aborted,
+            target=self.spec.trials_for(cell),
+            driver=driver_mark(self.store.root),
         )
 
     def study_name(self, cell: Cell) -> str:

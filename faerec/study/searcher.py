@@ -23,16 +23,27 @@ The driver follows the search through a *monitor* registered under the cell id (
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from typing import Any, Protocol
 
 import optuna
 from optuna.trial import TrialState
 from ray.tune.schedulers import MedianStoppingRule, TrialScheduler
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from faerec.study.retry import RETRY_ATTR, TUNE_TRIAL_ATTR, attempt_dirs, trial_dir_name
+from faerec.study.retry import (
+    DRIVER_ATTR,
+    RETRY_ATTR,
+    TUNE_TRIAL_ATTR,
+    attempt_dirs,
+    retry_interrupted_trials,
+    trial_dir_name,
+)
+from faerec.study.shared import TrialSlots, claim, running_elsewhere
 from faerec.study.space import SearchSpace, build_sampler
+from faerec.study.store import count_trials
 from faerec.study.store import open_storage as open_storage  # re-export: older imports
 from faerec.study.trainable import (
     EPOCHS_KEY,
@@ -55,6 +66,9 @@ class SearchMonitor(Protocol):
 
 
 _MONITORS: dict[str, SearchMonitor] = {}
+_SLOTS: dict[str, TrialSlots] = {}
+#: how often a searcher that waits for another driver's trials checks whether that driver is gone
+ELSEWHERE_CHECK_S = 10.0
 
 
 def register_monitor(cell_id: str, monitor: SearchMonitor | None) -> None:
@@ -63,6 +77,14 @@ def register_monitor(cell_id: str, monitor: SearchMonitor | None) -> None:
         _MONITORS.pop(cell_id, None)
     else:
         _MONITORS[cell_id] = monitor
+
+
+def register_slots(cell_id: str, slots: TrialSlots | None) -> None:
+    """Attach (or with None, detach) the study's trial slots a cell's searcher draws from."""
+    if slots is None:
+        _SLOTS.pop(cell_id, None)
+    else:
+        _SLOTS[cell_id] = slots
 
 
 class StudyOptunaSearch(OptunaSearch):
@@ -80,6 +102,8 @@ class StudyOptunaSearch(OptunaSearch):
         base_seed: int,
         tune_dir: str,
         experiment: str,
+        target: int | None = None,
+        driver: str = "",
     ) -> None:
         study = optuna.load_study(study_name=study_name, storage=storage)
         sampler = build_sampler(sampler_kind, base_seed + len(study.trials), space)
@@ -94,6 +118,10 @@ class StudyOptunaSearch(OptunaSearch):
         self._cell_id = cell_id
         self._tune_dir = tune_dir
         self._experiment = experiment
+        self._target = target
+        self._driver = driver
+        self._name = study_name
+        self._next_elsewhere_check = 0.0
 
     @property
     def _study(self) -> optuna.Study:
@@ -103,13 +131,58 @@ class StudyOptunaSearch(OptunaSearch):
     # -- Tune's calls --------------------------------------------------------------------------
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        config = super().suggest(trial_id)
+        """A new trial while the study (every driver's trials) is short of its target and a
+        slot of the driver is free; None to be asked again later, FINISHED once it is done
+        (Tune's documented value, though its annotation says a dict or None)."""
+        slots = _SLOTS.get(self._cell_id)
+        if slots is not None and not slots.take(self._cell_id, trial_id):
+            return None
+        config: Any = None
+        with claim(self._study._storage, self._name):
+            room = self._room()
+            if room == "finished":
+                config = Searcher.FINISHED
+            elif room == "start":
+                config = super().suggest(trial_id)
+            if isinstance(config, dict):
+                where = f"{self._experiment}/{trial_dir_name(trial_id)}"
+                ot_trial = self._ot_trials[trial_id]
+                storage = self._study._storage
+                storage.set_trial_user_attr(ot_trial._trial_id, TUNE_TRIAL_ATTR, where)
+                if self._driver:
+                    storage.set_trial_user_attr(ot_trial._trial_id, DRIVER_ATTR, self._driver)
         if not isinstance(config, dict):
+            if slots is not None:
+                slots.give_back(self._cell_id, trial_id)
             return config
+        return self._started(trial_id, config)
+
+    def _room(self) -> str:
+        """``start`` when a trial may start; ``finished`` when the study holds its target of done
+        trials; ``wait`` while the rest of the target runs (in another driver)."""
+        if self._target is None:
+            return "start"
+        counts = count_trials(self._study.get_trials(deepcopy=False))
+        if counts.done >= self._target:
+            return "finished"
+        if counts.waiting or counts.done + counts.running < self._target:
+            return "start"
+        now = time.monotonic()
+        if self._driver and now >= self._next_elsewhere_check:
+            # the trials that fill the target run elsewhere: retry those of a driver that is gone
+            self._next_elsewhere_check = now + ELSEWHERE_CHECK_S
+            if retry_interrupted_trials(self._study, keep=self._not_gone):
+                return "start"
+        return "wait"
+
+    def _not_gone(self, trial: Any) -> bool:
+        """A RUNNING trial of this driver (live in this round) or of another live driver."""
+        mine = self._driver
+        return trial.user_attrs.get(DRIVER_ATTR, mine) == mine or running_elsewhere(trial, mine)
+
+    def _started(self, trial_id: str, config: dict[str, Any]) -> dict[str, Any]:
         ot_trial = self._ot_trials[trial_id]
         storage = self._study._storage
-        where = f"{self._experiment}/{trial_dir_name(trial_id)}"
-        storage.set_trial_user_attr(ot_trial._trial_id, TUNE_TRIAL_ATTR, where)
         frozen = storage.get_trial(ot_trial._trial_id)
         retry_of = frozen.user_attrs.get(RETRY_ATTR)
         suggested: dict[str, Any] = {**config, TRIAL_NUMBER_KEY: frozen.number}
@@ -136,6 +209,9 @@ class StudyOptunaSearch(OptunaSearch):
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
+        slots = _SLOTS.get(self._cell_id)
+        if slots is not None:
+            slots.give_back(self._cell_id, trial_id)
         if self._finished(trial_id):
             return
         ot_trial = self._ot_trials[trial_id]

@@ -93,6 +93,23 @@ def make_scheduler(spec: StudySpec, eval_start_epoch: int, max_epochs: int) -> A
     )
 
 
+#: the name the trial trainable is registered under (see :func:`register_trial_trainable`)
+TRAINABLE_NAME = "faerec_trial"
+
+
+def register_trial_trainable(resources: dict[str, float]) -> str:
+    """Register the trial trainable with its resources once, in the driver's main thread.
+
+    Tune registers a trainable given as a function at every ``fit()``, and its registry is not
+    safe for two cells' ``fit()`` registering at the same moment (``dictionary changed size
+    during iteration``); a Tuner given the registered name registers nothing.
+    """
+    from faerec.study.trainable import train_trial
+
+    tune.register_trainable(TRAINABLE_NAME, tune.with_resources(train_trial, resources))
+    return TRAINABLE_NAME
+
+
 def build_tuner(
     spec: StudySpec,
     cell: Cell,
@@ -102,13 +119,16 @@ def build_tuner(
     tune_dir: Path,
     experiment: dict[str, Any],
     concurrency: int,
-    resources: dict[str, float],
+    trainable: str,
     interrupted: Callable[[], bool],
+    target: int | None = None,
+    driver: str = "",
 ) -> tune.Tuner:
     """A new Tune experiment that adds ``experiment["num_samples"]`` trials to the cell's
-    Optuna study (``storage``/``study_name``)."""
+    Optuna study (``storage``/``study_name``); with ``target``, it adds none beyond the
+    study's target, whoever runs the other trials (faerec.study.shared). ``trainable`` is the
+    name :func:`register_trial_trainable` returned."""
     from faerec.study.searcher import StudyOptunaSearch
-    from faerec.study.trainable import train_trial
 
     objectives = spec.search.objectives
     keys = objective_keys(len(objectives))
@@ -124,10 +144,12 @@ def build_tuner(
         base_seed=spec.search.seed,
         tune_dir=str(tune_dir),
         experiment=experiment["name"],
+        target=target,
+        driver=driver,
     )
     base = spec.cell_config(cell)
     return tune.Tuner(
-        tune.with_resources(train_trial, resources),
+        trainable,
         param_space=cell_payload(spec, cell),
         tune_config=tune.TuneConfig(
             search_alg=searcher,

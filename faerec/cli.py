@@ -23,6 +23,7 @@ from pathlib import Path
 from faerec import __version__
 from faerec.data.location import DATA_DIR_ENV
 from faerec.errors import ConfigError, FaerecError
+from faerec.run_progress import say
 
 COMMAND_MODULES = ("train", "config", "embed", "prepare", "study", "report")
 #: Commands that read the bundled data, and so take ``--data-dir`` after their name as well.
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"faerec-study: error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
-        print("faerec-study: interrupted", file=sys.stderr)
+        say("faerec-study: interrupted")
         return 3
     except BrokenPipeError:
         # output piped into e.g. `head`, which closed early: not an error of ours

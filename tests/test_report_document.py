@@ -413,3 +413,13 @@ def test_summary_csv_counts_the_seeds_that_did_not_converge(report: Path) -> Non
     assert counts[("ml-sasrec", "backbone")].tolist() == [0]
     assert counts[("ml-sasrec", "faerec")].tolist() == [2]
     assert counts[("ml-sasrec", "faerec-defaults")].tolist() == [2]
+
+
+def test_a_searched_backbone_row_says_it_is_tuned(tmp_path: Path) -> None:
+    store = make_study_store(
+        tmp_path / "studies", "tb", methods=("backbone",), searched=("backbone",), n_trials=3
+    )
+    document = build_document(build_model([load_study(store)]), {})
+    assert "each backbone alone (its best configuration where it was searched)" in (
+        _table(document, "headline").caption
+    )

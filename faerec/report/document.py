@@ -461,10 +461,11 @@ def headline_table(model: ReportModel, headline: Headline, numbers: _Numbers) ->
     ]
     blocks = list(headline.blocks.values())
     seeds = seeds_text([len(r.seeds) for t in blocks for r in t.rows])
+    tuned = " (its best configuration where it was searched)" if headline.tuned_backbone else ""
     caption = (
-        f"Test results of each backbone alone, with FAERec at its paper defaults and with FAERec "
-        f"tuned (where a search ran): {seeds}. Columns: all test users and those whose target "
-        "item is a head or a tail item. Bold: best per column within a dataset. "
+        f"Test results of each backbone alone{tuned}, with FAERec at its paper defaults and "
+        f"with FAERec tuned (where a search ran): {seeds}. Columns: all test users and those "
+        "whose target item is a head or a tail item. Bold: best per column within a dataset. "
         + marks_text("the backbone", groups)
     )
     notes = not_converged_note(any(r.not_converged for r in headline.rows.values()))

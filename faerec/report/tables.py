@@ -675,6 +675,8 @@ class Headline:
     rows: dict[tuple[str, str, str], TableRow]
     #: cells left out because another cell of the same dataset, backbone and kind came first
     left_out: list[str] = field(default_factory=list)
+    #: some backbone row is a searched backbone (its best configuration)
+    tuned_backbone: bool = False
 
     def kinds(self, dataset: str) -> list[str]:
         """The kinds with a row for ``dataset`` in any backbone, in HEADLINE_KINDS order."""
@@ -744,6 +746,7 @@ def build_headline(
         blocks=blocks,
         rows=rows,
         left_out=left_out,
+        tuned_backbone=any(c.has_search for c in cells if headline_kind(c, cells) == "backbone"),
     )
 
 

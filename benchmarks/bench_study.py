@@ -29,7 +29,8 @@ Targets: start-up < 10 s, overhead < 0.5 s per trial. Usage::
 
     python benchmarks/bench_study.py [--trials 16] [--concurrency 1 2]
 
-It prints a table and writes benchmarks/results/bench_study.json (command, machine, load).
+It prints a table and writes benchmarks/results/bench_study.json (or ``--output``) with the
+command, the machine and its load.
 """
 
 from __future__ import annotations
@@ -198,6 +199,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--output", type=Path, default=RESULTS, help=f"JSON written (default {RESULTS})"
+    )
     parser.add_argument("--direct", nargs=2, metavar=("SPEC", "PARAMS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.direct:
@@ -219,8 +223,8 @@ def main() -> None:
         "targets": {"startup_s": 10.0, "overhead_per_trial_s": 0.5},
         "runs": runs,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(payload, indent=2) + "\n")
     header = ["concurrency", "trials", "startup_s", "search_wall_s", "trial_own_seconds_sum",
               "direct_imports_s", "overhead_per_trial_s", "direct_wall_s",
               "direct_own_seconds_sum", "overhead_vs_direct_wall_per_trial_s",
@@ -234,7 +238,8 @@ def main() -> None:
     for run in runs:
         print(f"concurrency {run['concurrency']}: " + ", ".join(f"{k} {run[k]}" for k in parts))
     print(
-        f"load average before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f}; wrote {RESULTS}"
+        f"load average before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f}; "
+        f"wrote {args.output}"
     )
 
 

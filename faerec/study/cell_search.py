@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,8 @@ class CellSearch:
     error: BaseException | None = None
     in_fit: bool = False
     thread: threading.Thread | None = field(default=None, repr=False)
+    #: set when the thread's body has ended (waited on instead of ``Thread.join``, see below)
+    ended: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def done(self) -> int:
         return count_trials(self.study.get_trials(deepcopy=False)).done
@@ -117,18 +120,19 @@ def run_concurrently(searches: list[CellSearch], abort: Callable[[], None]) -> N
             target=_runner(search, abort), name=f"search {search.cell.cell_id}", daemon=True
         )
         search.thread.start()
+    # Waiting on an Event, not Thread.join: a signal's exception raised inside Python 3.11's
+    # join() releases the thread's state lock, and the thread then looks ended while it runs.
     try:
         for search in searches:
-            assert search.thread is not None
-            while search.thread.is_alive():
-                search.thread.join(JOIN_POLL_S)
+            while not search.ended.wait(JOIN_POLL_S):
+                pass
     except StopNow:
         for search in searches:
-            if search.thread is not None and search.thread.is_alive() and search.in_fit:
+            if search.thread is not None and not search.ended.is_set() and search.in_fit:
                 _raise_in(search.thread, StopNow)
+        deadline = time.monotonic() + STOP_NOW_WAIT_S
         for search in searches:
-            if search.thread is not None:
-                search.thread.join(STOP_NOW_WAIT_S)
+            search.ended.wait(max(0.0, deadline - time.monotonic()))
         raise
     errors = [s.error for s in searches if s.error is not None]
     real = [e for e in errors if not isinstance(e, StopNow)]
@@ -140,9 +144,12 @@ def run_concurrently(searches: list[CellSearch], abort: Callable[[], None]) -> N
 
 def _runner(search: CellSearch, abort: Callable[[], None]) -> Callable[[], None]:
     def body() -> None:
-        search.run()
-        if search.error is not None and not isinstance(search.error, StopNow):
-            abort()
+        try:
+            search.run()
+            if search.error is not None and not isinstance(search.error, StopNow):
+                abort()
+        finally:
+            search.ended.set()
 
     return body
 

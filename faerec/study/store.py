@@ -23,7 +23,6 @@ import json
 import math
 import os
 import re
-import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from faerec.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 from faerec.errors import DataError, FaerecError
 from faerec.results import RunResult
+from faerec.run_progress import say
 from faerec.study.lock import LOCK_FILE, StudyLock
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ def notice(message: str) -> None:
     """One line on stderr about something the store did to keep work safe."""
     if message not in _NOTICES:
         _NOTICES.add(message)
-        print(f"faerec-study: {message}", file=sys.stderr, flush=True)
+        say(f"faerec-study: {message}")
 
 
 _NOTICES: set[str] = set()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 import os
 import pwd
 import shutil
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -28,11 +30,16 @@ from typing import Any
 import optuna
 import pytest
 
+from faerec.errors import FaerecError
+from faerec.study.bookkeeping import CellMonitor
+from faerec.study.cell_search import CellSearch, run_concurrently
 from faerec.study.lock import StudyLock
+from faerec.study.progress import ProgressView
 from faerec.study.reference import REFERENCE_ATTR
 from faerec.study.retry import DRIVER_ATTR, STALE_ATTR
 from faerec.study.shared import TrialSlots, driver_mark, running_elsewhere
-from faerec.study.store import count_trials, open_storage, read_csv
+from faerec.study.spec import parse_spec_text
+from faerec.study.store import StudyStore, count_trials, open_storage, read_csv, read_json
 
 
 def _harness() -> ModuleType:
@@ -96,6 +103,38 @@ def test_a_trial_of_a_folder_whose_driver_is_gone_is_not_live(tmp_path: Path) ->
     with StudyLock(folder):
         assert running_elsewhere(trial, mine)  # its driver runs: hands off
     assert not running_elsewhere(trial, mine)  # lock free: retried as interrupted
+
+
+def test_a_cell_that_fails_stops_the_other_cells_and_its_error_is_raised(tmp_path: Path) -> None:
+    """One cell's round cannot start; the other cell's round, which runs until the driver's stop
+    switch, is stopped (and marked interrupted) and the driver gets the first cell's error."""
+    spec = parse_spec_text(TWO_CELLS, "spec.yaml", tmp_path)
+    store = StudyStore.at(tmp_path / "studies", spec.name)
+    stop = threading.Event()
+
+    class RunsUntilStopped:  # stands in for a Tune experiment: ends when its stopper says so
+        def fit(self) -> None:
+            assert stop.wait(60)
+
+    def broken(*args: object) -> Any:
+        raise FaerecError("no round for this cell")
+
+    searches = []
+    for cell, new_tuner in zip(spec.cells(), (broken, lambda *a: RunsUntilStopped()), strict=True):
+        study = optuna.create_study(direction="maximize")
+        cell_store = store.cell(cell.cell_id)
+        view = ProgressView(io.StringIO())
+        monitor = CellMonitor(spec, cell, cell_store, study, view, 2, 1)
+        searches.append(
+            CellSearch(
+                cell, cell_store, study, cell.cell_id, None, 2, monitor, new_tuner, stop.is_set
+            )
+        )
+    with pytest.raises(FaerecError, match="no round for this cell"):
+        run_concurrently(searches, abort=stop.set)
+    for search in searches:
+        index = read_json(search.cell_store.tune_dir / "experiments.json")
+        assert [e["status"] for e in index["experiments"]] == ["interrupted"]
 
 
 # --- a real Ray head --------------------------------------------------------------------------

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from faerec.run_progress import say
 
 #: config keys the driver adds to every trial (besides the searched parameters)
 CELL_KEY = "faerec_cell"
@@ -266,5 +267,5 @@ def _empty(folder: Path) -> None:
 
 
 def _warn(text: str) -> None:
-    """To the trial's log (the worker's stderr)."""
-    print(f"faerec-study trial: {text}", file=sys.stderr, flush=True)
+    """To the trial's log (the worker's stderr, a file: timestamped)."""
+    say(f"faerec-study trial: {text}")

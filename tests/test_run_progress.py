@@ -256,3 +256,16 @@ def test_a_signal_line_in_a_log_is_timestamped(capfd: pytest.CaptureFixture[str]
         guard.immediate = True
         os.kill(os.getpid(), signal.SIGTERM)
     assert re.match(rf"^{STAMP} faerec-study: SIGTERM: stopping now\n$", capfd.readouterr().err)
+
+
+def test_a_resumed_study_knows_its_eta_from_the_epochs_on_disk(tmp_path: Path) -> None:
+    spec = parse_spec_text(SPEC, "spec.yaml", tmp_path)
+    store = StudyStore.at(tmp_path / "studies", spec.name)
+    cell = spec.cells()[0]
+    store.cell(cell.cell_id).write_epochs(
+        [{"trial": 0, "epoch": e, "seconds": 30.0} for e in (0, 1)]
+    )
+    view = ProgressView(stream=io.StringIO(), tty=False)
+    plan_study(view, spec, store)
+    # 4 trials x 10 epochs and 2 final runs x 10 epochs at 30 s, before any epoch of this driver
+    assert view.study_text(0.0) == "study eta  ETA 30m00s at most"

@@ -26,6 +26,7 @@ once (the search's concurrency). The study's ETA adds every cell's search and fi
 from __future__ import annotations
 
 import json
+import math
 import sys
 import threading
 import time
@@ -402,14 +403,18 @@ class ProgressView:
 def plan_study(progress: ProgressView, spec: StudySpec, store: StudyStore) -> None:
     """Tell the view every cell of the study and the work it has (its search's trial target,
     ``max_epochs``, its final runs, the trials already done on disk), so the study's ETA is
-    known from the first epochs on."""
+    known from the first epochs on; a resumed study's epochs on disk (``epochs.csv``) give it
+    at once."""
     from faerec.study.store import count_trials, read_csv
 
     progress.name = spec.name
     for cell in spec.cells():
         searched = cell.space is not None
         finals = spec.final_seeds * (2 if searched and spec.final_reference else 1)
-        counts = count_trials(read_csv(store.cell(cell.cell_id).trials_csv)) if searched else None
+        cell_store = store.cell(cell.cell_id)
+        counts = count_trials(read_csv(cell_store.trials_csv)) if searched else None
+        seconds = [_float(row.get("seconds")) for row in read_csv(cell_store.epochs_csv)]
+        timed = [s for s in seconds if s is not None]
         progress.add_cell(
             cell.cell_id,
             target=spec.trials_for(cell) if searched else 0,
@@ -418,6 +423,8 @@ def plan_study(progress: ProgressView, spec: StudySpec, store: StudyStore) -> No
             complete=counts.complete if counts else 0,
             pruned=counts.pruned if counts else 0,
             failed=counts.failed if counts else 0,
+            epochs_seen=len(timed),
+            epoch_seconds=sum(timed),
         )
 
 
@@ -448,3 +455,12 @@ def show_trial_epoch(
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _float(text: str | None) -> float | None:
+    """A CSV cell as a finite number (None: empty or not a number)."""
+    try:
+        value = float(text or "")
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None

@@ -113,6 +113,13 @@ def test_study_view_draws_running_trials_under_their_cell_until_they_end() -> No
         view.close()
 
 
+def test_a_first_epoch_without_its_time_shows_no_eta_rather_than_zero() -> None:
+    stream = io.StringIO()
+    view = ProgressView(stream=stream, tty=False)
+    view.trial_epoch("c1", 0, 0, 50, "ndcg@20", 0.03)
+    assert "ETA" not in stream.getvalue()
+
+
 def test_a_resumed_trial_counts_its_earlier_epochs_in_its_time(tmp_path: Path) -> None:
     spec = parse_spec_text(SPEC, "spec.yaml", tmp_path)
     stream = io.StringIO()

@@ -110,6 +110,8 @@ class TrialProgress:
     metric: str
     #: time.monotonic() when the trial started (its first epoch and set-up before ``now``)
     started: float
+    #: time.monotonic() of its latest report
+    reported: float = 0.0
     epochs_done: int = 0  # epochs reported by this driver (a resumed trial starts later)
     epoch: int = 0  # 0-based index of the last finished epoch
     value: float | None = None
@@ -133,7 +135,7 @@ class TrialProgress:
         if self.gpu_mem_mb is not None:
             parts.append(f"gpu {self.gpu_mem_mb:.0f} MiB")
         parts.append(format_seconds(now - self.started))
-        if self.epochs_done and self.epochs_left:
+        if self.epochs_done and self.epochs_left and self.epoch_seconds > 0:
             mean = self.epoch_seconds / self.epochs_done
             parts.append(f"ETA {format_seconds(mean * self.epochs_left)} at most")
         return "  ".join(parts)
@@ -214,9 +216,11 @@ class ProgressView:
         trial started (None: unknown, the trial is taken to start with this epoch)."""
         with self._lock:
             now = time.monotonic()
-            spent = epoch_seconds or 0.0
-            started = now - (trial_seconds if trial_seconds is not None else spent)
             trial = self.trials.get((cell_id, number))
+            spent = epoch_seconds
+            if spent is None:  # not reported: the time since the trial's last report, if any
+                spent = 0.0 if trial is None else now - trial.reported
+            started = now - (trial_seconds if trial_seconds is not None else spent)
             if trial is None:
                 trial = TrialProgress(cell_id, number, max_epochs, metric, started=started)
                 self.trials[(cell_id, number)] = trial
@@ -225,6 +229,7 @@ class ProgressView:
                     cell.setups_seen += 1  # a fresh trial: its time before this epoch
                     cell.setup_seconds += max(0.0, trial_seconds - epoch_seconds)
             trial.started = min(trial.started, started)
+            trial.reported = now
             trial.epoch = epoch
             trial.epochs_done += 1
             trial.epoch_seconds += spent

@@ -217,6 +217,12 @@ def test_every_line_of_a_log_starts_with_a_timestamp() -> None:
     assert len(lines) >= 5 and all(re.match(rf"^{STAMP} \S", line) for line in lines)
 
 
+def test_a_study_with_every_cell_done_says_so_instead_of_an_eta() -> None:
+    view = planned_view(io.StringIO())
+    view.update("c1", stage="done")
+    assert view.study_text(0.0) == "study eta  nothing left to train"
+
+
 def test_a_terminal_shows_the_study_eta_above_the_cells_without_timestamps() -> None:
     stream = io.StringIO()
     view = planned_view(stream, tty=True)

@@ -345,11 +345,21 @@ class ProgressView:
             total += search + final
         return total / self._slots()
 
+    def _work_left(self) -> bool:
+        """Whether some cell still has trials or final runs to train."""
+        return any(
+            c.stage in ("waiting", "search", "final")
+            or (c.stage == "preset" and c.final_done < c.final_total)
+            for c in self.cells.values()
+        )
+
     def study_text(self, now: float) -> str:
         """The study's line: its name and ETA."""
         eta = self.study_eta(now)
         when = "ETA unknown until the first epoch"
-        if eta is not None:
+        if not self._work_left():
+            when = "nothing left to train"
+        elif eta is not None:
             when = f"ETA {format_seconds(eta)} at most"
         return f"study {self.name}  {when}" if self.name else f"study  {when}"
 
@@ -382,9 +392,7 @@ class ProgressView:
         self._dirty = False
 
     def _log_study(self, now: float) -> None:
-        if not self.name or not any(
-            c.stage in ("waiting", "search", "final") for c in self.cells.values()
-        ):
+        if not self.name or not self._work_left():
             return  # no plan (plan_study), or nothing left to do
         text = self.study_text(now)
         if text == self._study_logged_text:

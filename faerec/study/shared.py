@@ -16,7 +16,7 @@ Three rules keep each trial counted once and the target exact:
   or of a driver that is gone (:func:`running_elsewhere`), never another live driver's;
 * a driver whose remaining trials run elsewhere waits for them instead of adding more.
 
-No Ray here; SQLAlchemy only inside :func:`claim`.
+No Ray here; SQLAlchemy and Optuna only inside functions.
 """
 
 from __future__ import annotations
@@ -100,7 +100,30 @@ def claim(storage: Any, study_name: str) -> Iterator[None]:
     journal or SQLite study has one driver (docs/scaling.md), which needs no lock.
     """
     storage = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
-    engine = getattr(storage, "engine", None)
+    with _database_lock(getattr(storage, "engine", None), study_name):
+        yield
+
+
+def open_database(url: str) -> Any:
+    """Optuna's storage in the database at ``url``, its tables created under the database
+    lock: two drivers starting together would both create them, and one would fail."""
+    import optuna
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url)
+    except ImportError:  # no client library: Optuna's own message says which
+        return optuna.storages.RDBStorage(url)
+    try:
+        with _database_lock(engine, "optuna tables"):
+            return optuna.storages.RDBStorage(url)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _database_lock(engine: Any, name: str) -> Iterator[None]:
+    """A lock named ``name`` held through ``engine``'s database (none for other databases)."""
     dialect = getattr(getattr(engine, "dialect", None), "name", "")
     if engine is None or dialect not in ("postgresql", "mysql"):
         yield
@@ -110,10 +133,10 @@ def claim(storage: Any, study_name: str) -> Iterator[None]:
     with engine.connect() as connection:
         if dialect == "postgresql":
             lock, unlock = "SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)"
-            key: dict[str, Any] = {"key": _lock_key(study_name)}
+            key: dict[str, Any] = {"key": _lock_key(name)}
         else:
             lock, unlock = "SELECT GET_LOCK(:key, -1)", "SELECT RELEASE_LOCK(:key)"
-            key = {"key": f"faerec-{hashlib.sha256(study_name.encode()).hexdigest()[:48]}"}
+            key = {"key": f"faerec-{hashlib.sha256(name.encode()).hexdigest()[:48]}"}
         connection.execute(text(lock), key)
         try:
             yield

@@ -376,7 +376,9 @@ def open_storage(url: str, journal_path: str | Path, *, repair: bool = True) -> 
     from optuna.storages.journal import JournalFileBackend
 
     if url:
-        return optuna.storages.RDBStorage(url)
+        from faerec.study.shared import open_database
+
+        return open_database(url)
     if repair:
         repair_journal(journal_path)
     try:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -36,7 +38,7 @@ from faerec.study.cell_search import CellSearch, run_concurrently
 from faerec.study.lock import StudyLock
 from faerec.study.progress import ProgressView
 from faerec.study.reference import REFERENCE_ATTR
-from faerec.study.retry import DRIVER_ATTR, STALE_ATTR
+from faerec.study.retry import DRIVER_ATTR, RETRY_ATTR, STALE_ATTR
 from faerec.study.shared import TrialSlots, driver_mark, running_elsewhere
 from faerec.study.spec import parse_spec_text
 from faerec.study.store import StudyStore, count_trials, open_storage, read_csv, read_json
@@ -191,13 +193,10 @@ def ray_head() -> Iterator[RayHead]:
         head.stop()
 
 
-def driver(
-    root: Path, spec: Path, studies: Path, address: str, log: str
-) -> subprocess.Popen[bytes]:
-    """``faerec-study run`` joining the head, in its own session (killed with it at the end)."""
+def driver(root: Path, args: list[str], address: str, log: str) -> subprocess.Popen[bytes]:
+    """``faerec-study ARGS`` joining the head, in its own session (killed with it at the end)."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | RAY_ENV
-    args = ["run", str(spec), "--studies-dir", str(studies), "--address", address]
-    args += ["--reports-dir", str(root / "reports")]
+    args = [*args, "--address", address, "--reports-dir", str(root / "reports")]
     return subprocess.Popen(
         [sys.executable, "-m", "faerec.cli", *args],
         stdout=(root / log).open("w"),
@@ -255,28 +254,48 @@ def most_at_once(spans: list[tuple[datetime, datetime]]) -> int:
     return peak
 
 
+def running_in_every_cell(studies: Path) -> bool:
+    cells = [studies / "head" / "cells" / cell / "trials.csv" for cell in CELLS]
+    return all(any(r["state"] == "RUNNING" for r in read_csv(path)) for path in cells)
+
+
 @pytest.mark.ray
-def test_a_study_on_a_ray_head_searches_its_cells_at_once(
+def test_a_study_on_a_ray_head_runs_its_cells_at_once_and_resumes_after_a_kill(
     ray_head: RayHead, tmp_path: Path
 ) -> None:
     spec = tmp_path / "head.yaml"
     spec.write_text(TWO_CELLS)
     studies = tmp_path / "studies"
-    process = driver(tmp_path, spec, studies, ray_head.address, "run.log")
+    run = driver(
+        tmp_path, ["run", str(spec), "--studies-dir", str(studies)], ray_head.address, "run.log"
+    )
     log = tmp_path / "run.log"
-    assert finish(process, log) == 0, log.read_text()
+    deadline = time.monotonic() + 180
+    while not running_in_every_cell(studies):  # both cells search at the same time
+        assert run.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+    run.kill()  # the driver, like `kill -9`, with trials of both cells in flight
+    assert finish(run, log) == -signal.SIGKILL
     assert f"ray: joining the cluster at {ray_head.address}" in log.read_text()
+    args = ["resume", "head", "--studies-dir", str(studies)]
+    resume = driver(tmp_path, args, ray_head.address, "resume.log")
+    assert finish(resume, tmp_path / "resume.log") == 0, (tmp_path / "resume.log").read_text()
     spans: dict[str, list[tuple[datetime, datetime]]] = {}
     for cell in CELLS:
         journal = studies / "head" / "cells" / cell / "optuna.journal"
         trials = optuna.load_study(study_name=cell, storage=open_storage("", journal)).trials
-        assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]  # counted once each
-        assert len(read_csv(journal.with_name("trials.csv"))) == 2
-        spans[cell] = intervals(trials)
-    # both cells ran at the same time (3 slots: the second cell did not wait for the first) ...
+        counts = count_trials(trials)
+        assert counts.done == 2 and counts.running == counts.waiting == 0  # counted once each
+        ran = [t for t in trials if not t.user_attrs.get(STALE_ATTR)]
+        assert [t.state.name for t in ran] == ["COMPLETE", "COMPLETE"]
+        assert len({json.dumps(t.params, sort_keys=True) for t in ran}) == 2  # none run twice
+        retried = [t.user_attrs[RETRY_ATTR] for t in trials if RETRY_ATTR in t.user_attrs]
+        assert sorted(retried) == [t.number for t in trials if t.user_attrs.get(STALE_ATTR)]
+        assert len(read_csv(journal.with_name("trials.csv"))) == len(trials)
+        spans[cell] = intervals(ran)
+    # the resumed cells ran at the same time too (3 slots), never more trials at once than that
     first, second = spans.values()
     assert any(a0 < b1 and b0 < a1 for a0, a1 in first for b0, b1 in second)
-    # ... and never more trials at once than the study's concurrency
     assert most_at_once(first + second) <= 3
 
 
@@ -379,7 +398,12 @@ def test_two_drivers_share_one_database_study_to_its_exact_target(
     spec.write_text(SHARED.format(url=postgres.url))
     folders = [tmp_path / "studies-a", tmp_path / "studies-b"]
     processes = [
-        driver(tmp_path, spec, folder, ray_head.address, f"run-{folder.name}.log")
+        driver(
+            tmp_path,
+            ["run", str(spec), "--studies-dir", str(folder)],
+            ray_head.address,
+            f"run-{folder.name}.log",
+        )
         for folder in folders
     ]
     for process, folder in zip(processes, folders, strict=True):

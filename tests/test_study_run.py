@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,6 +58,8 @@ class Study:
         self.reports = root / "reports"
         self.dir = self.studies / "e2e"
         self.exit_code = -1
+        #: the progress lines of the first run (stdout: a pipe here, so timestamped lines)
+        self.progress = ""
 
     def run(self, *extra: str) -> int:
         args = ["run", str(self.spec), "--studies-dir", str(self.studies)]
@@ -73,7 +77,9 @@ class Study:
 def study(ray_instance: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Study]:
     study = Study(tmp_path_factory.mktemp("e2e"))
     study.spec.write_text(SPEC)
-    study.exit_code = study.run()
+    with contextlib.redirect_stdout(io.StringIO()) as progress:
+        study.exit_code = study.run()
+    study.progress = progress.getvalue()
     yield study
 
 
@@ -160,6 +166,13 @@ def test_final_stage_and_results_csv(study: Study) -> None:
     }
     assert {"overall", "head_items", "tail_items"} <= {r["group"] for r in rows}
     assert all(r["study"] == "e2e" and r["seed"] == "2024" for r in rows)
+
+
+def test_final_runs_show_each_epoch_like_a_trial(study: Study) -> None:
+    for run in (f"{SEARCHED} seed 2024", f"{SEARCHED} reference seed 2024", f"{PRESET} seed 2024"):
+        lines = [line for line in study.progress.splitlines() if f" {run}  epoch " in line]
+        assert [line.split("  ")[1] for line in lines] == ["epoch 1/2", "epoch 2/2"], run
+        assert "valid ndcg@20 " in lines[-1]
 
 
 def test_finished_tune_experiment_keeps_no_checkpoints(study: Study) -> None:

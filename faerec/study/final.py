@@ -6,24 +6,36 @@ i.e. 2024, 2025, ... with the default seed. Runs are Ray tasks, at most ``max_co
 time, each pinned to its CPUs like a trial. A seed whose ``final/seed_<s>.json`` exists is never
 run again; a running seed keeps a resumable checkpoint in ``final/seed_<s>.ckpt/`` (removed once
 its JSON is written), so a killed study loses at most the epoch in progress.
+
+A running seed shows its epochs like a trial (docs/study-spec.md, "What a run shows"): after
+each epoch the Ray task rewrites ``progress.json`` in its checkpoint folder (the run's epochs so
+far), and the driver, which wakes every second anyway, reads it when it changed. A file, not a
+Ray actor: nothing to start or to outlive the driver, and the worker stays the one writer. The
+file is derived, never read as a result, and goes with the checkpoint folder; one left by a
+killed run is only the starting point of the next attempt's elapsed time.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from faerec.study.progress import ProgressView
+from faerec.study.progress import ProgressView, show_final_epoch
 from faerec.study.reference import plan_reference
 from faerec.study.spec import Cell, StudySpec
 from faerec.study.store import StudyStore, read_json, write_json_atomic
 from faerec.study.trainable import error_message
 
-#: how often the driver wakes up to check for Ctrl-C while seeds train
+#: how often the driver wakes up to check for Ctrl-C (and for epochs) while seeds train
 POLL_INTERVAL_S = 1.0
+#: in a running seed's checkpoint folder: its epochs so far, for the driver's progress lines
+PROGRESS_FILE = "progress.json"
 
 
 @dataclass(frozen=True)
@@ -33,10 +45,111 @@ class FinalJob:
     config: dict[str, Any]
     output: Path
     checkpoint_dir: Path
+    #: the cell's preset retrained as its reference row (faerec.study.reference)
+    reference: bool = False
+
+    @property
+    def progress_json(self) -> Path:
+        return self.checkpoint_dir / PROGRESS_FILE
 
 
-def train_final_seed(config: dict[str, Any], checkpoint_dir: str) -> dict[str, Any]:
-    """Runs in a Ray worker: one full training with test evaluation; errors come back as text."""
+class ProgressWriter:
+    """The task's side of ``progress.json``: ``run_trial``'s epoch hook, rewriting the file.
+
+    Every epoch carries ``attempt``, the driver's mark for this submission, so the driver shows
+    only the epochs trained for it. A run resumed from its checkpoint keeps the epochs an earlier
+    attempt recorded before the one it resumes at, so ``elapsed`` (seconds since the run first
+    started) counts them. Best effort: a display must never fail a run.
+    """
+
+    def __init__(self, path: Path, attempt: str, metric: str) -> None:
+        self.path = path
+        self.attempt = attempt
+        self.metric = metric
+        self.started = time.perf_counter()
+        self.earlier = read_progress(path)
+        self.epochs: list[dict[str, Any]] | None = None
+        self.base = 0.0  # the run's seconds before this attempt
+
+    def __call__(self, report: Any) -> None:
+        if self.epochs is None:  # this attempt's first epoch: keep what came before it
+            self.epochs = [e for e in self.earlier if e["epoch"] < report.epoch]
+            elapsed = [e.get("elapsed") for e in self.epochs]
+            self.base = max((t for t in elapsed if isinstance(t, (int, float))), default=0.0)
+        valid = report.valid or {}
+        self.epochs.append(
+            {
+                "attempt": self.attempt,
+                "epoch": report.epoch,
+                "seconds": report.seconds,
+                "elapsed": self.base + time.perf_counter() - self.started,
+                "value": valid.get(self.metric),
+                "gpu_mem_mb": report.gpu_mem_mb,
+            }
+        )
+        with contextlib.suppress(OSError, ValueError):  # a full disk: the run goes on
+            write_json_atomic(self.path, {"epochs": self.epochs})
+
+
+def read_progress(path: Path) -> list[dict[str, Any]]:
+    """The epochs recorded in a ``progress.json``, in order; none when it is missing or
+    unreadable (it only feeds the display)."""
+    try:
+        epochs = json.loads(path.read_text(encoding="utf-8"))["epochs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    if not isinstance(epochs, list):
+        return []
+    return [e for e in epochs if isinstance(e, dict) and type(e.get("epoch")) is int]
+
+
+class RunWatch:
+    """The driver's side of one submitted job's ``progress.json``: each new epoch shown once."""
+
+    def __init__(self, job: FinalJob, metric: str) -> None:
+        self.job = job
+        self.metric = metric
+        self.attempt = uuid.uuid4().hex
+        self.max_epochs = int(job.config["train"]["max_epochs"])
+        self.shown = -1  # the last epoch shown
+        self.stamp: tuple[int, int, int] | None = None
+
+    def poll(self, progress: ProgressView) -> None:
+        """Show the epochs the job recorded since the last poll (a stat when none)."""
+        try:
+            stat = self.job.progress_json.stat()
+        except OSError:
+            return
+        stamp = (stat.st_mtime_ns, stat.st_ino, stat.st_size)
+        if stamp == self.stamp:
+            return
+        self.stamp = stamp
+        for entry in read_progress(self.job.progress_json):
+            if entry.get("attempt") != self.attempt or entry["epoch"] <= self.shown:
+                continue  # an earlier driver's epochs, or shown already
+            show_final_epoch(
+                progress,
+                self.job.cell_id,
+                self.job.seed,
+                self.job.reference,
+                self.max_epochs,
+                self.metric,
+                entry,
+            )
+            self.shown = entry["epoch"]
+
+    def done(self, progress: ProgressView) -> None:
+        """The job ended: its last epochs, then its line goes."""
+        self.poll(progress)
+        progress.final_run_done(self.job.cell_id, self.job.seed, self.job.reference)
+
+
+def train_final_seed(
+    config: dict[str, Any], checkpoint_dir: str, attempt: str = "", metric: str = ""
+) -> dict[str, Any]:
+    """Runs in a Ray worker: one full training with test evaluation; errors come back as text.
+    After each epoch, ``progress.json`` in ``checkpoint_dir`` gets the epoch
+    (:class:`ProgressWriter`; ``metric``: the validation score it records)."""
     import ray
 
     from faerec.config import RunConfig, set_key
@@ -50,7 +163,10 @@ def train_final_seed(config: dict[str, Any], checkpoint_dir: str) -> dict[str, A
             set_key(run_config, "train.num_threads", max(1, int(assigned.get("CPU", 1))))
         if run_config.train.device == "auto" and assigned.get("GPU", 0) <= 0:
             set_key(run_config, "train.device", "cpu")
-        result = run_trial(run_config, checkpoint_dir=checkpoint_dir, evaluate_test=True)
+        writer = ProgressWriter(Path(checkpoint_dir) / PROGRESS_FILE, attempt, metric)
+        result = run_trial(
+            run_config, on_epoch=writer, checkpoint_dir=checkpoint_dir, evaluate_test=True
+        )
     except Exception as error:
         return {"error": error_message(error)}
     return {"result": result.to_dict()}
@@ -68,6 +184,8 @@ class FinalStage:
         self.guard = guard
         self.totals: dict[str, int] = {}
         self.done: dict[str, int] = {}
+        #: the validation score a final run's line shows (a trial's shows the same)
+        self.metric = spec.search.objectives[0].name
 
     def plan(self, cells: list[Cell]) -> list[FinalJob]:
         """The seeds still to run, per cell, in cell order."""
@@ -98,7 +216,9 @@ class FinalStage:
             reference = plan_reference(self.spec, cell, cell_store, seeds)  # the preset's row
             self.totals[cell.cell_id] += reference.total
             self.done[cell.cell_id] += reference.done
-            jobs += [FinalJob(cell.cell_id, *missing) for missing in reference.missing]
+            jobs += [
+                FinalJob(cell.cell_id, *missing, reference=True) for missing in reference.missing
+            ]
             self.show(cell.cell_id, running=0)
         return jobs
 
@@ -127,6 +247,7 @@ class FinalStage:
         )
         queue = list(jobs)
         pending: dict[Any, tuple[FinalJob, float]] = {}
+        watches: dict[Any, RunWatch] = {}
         durations: list[float] = []
         errors: list[str] = []
         try:
@@ -134,14 +255,21 @@ class FinalStage:
                 while queue and len(pending) < max_concurrent:
                     job = queue.pop(0)
                     job.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-                    ref = remote.remote(job.config, str(job.checkpoint_dir))
+                    watch = RunWatch(job, self.metric)
+                    ref = remote.remote(
+                        job.config, str(job.checkpoint_dir), watch.attempt, self.metric
+                    )
                     pending[ref] = (job, time.monotonic())
+                    watches[ref] = watch
                     self._show_running(pending, queue, durations, max_concurrent)
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_INTERVAL_S)
                 self.guard.check()
+                for watch in watches.values():
+                    watch.poll(self.progress)
                 for ref in ready:
                     job, started = pending.pop(ref)
                     durations.append(time.monotonic() - started)
+                    watches.pop(ref).done(self.progress)
                     error = self._collect(ref, job)
                     if error:
                         errors.append(f"{job.cell_id}: final seed {job.seed} failed: {error}")

@@ -1,4 +1,5 @@
-"""A live, plain-text view of a running study: its ETA, one line per cell, one per running trial.
+"""A live, plain-text view of a running study: its ETA, one line per cell, one per running trial
+or final run.
 
 On a terminal the block of lines is redrawn in place at most every ``interval`` seconds (a small
 ticker thread keeps the times moving between events). Anywhere else (a log file, a pipe, CI)
@@ -12,15 +13,18 @@ A trial's line shows its cell, number, epoch (counted from 1) out of ``train.max
 latest validation score, its peak GPU memory in its last epoch (on a GPU: how tightly trials
 can be packed on one device), its time since it started (its first epoch, its set-up and, for a
 trial resumed from a checkpoint, the earlier epochs included), and the time left to
-``max_epochs`` at the mean of its epochs so far.
+``max_epochs`` at the mean of its epochs so far. A final run's line is the same with ``seed <s>``
+(``reference seed <s>`` for the preset retrained as the cell's reference) in place of the trial.
 
 The ETAs are upper bounds, hence "at most": the scheduler (ASHA, the median rule) and early
 stopping may end trials and final runs before ``max_epochs``. They come from the epoch times
 seen so far (per cell; a cell without any yet borrows the mean of the others) and the work
 left: for a search, the running trials' remaining epochs plus ``max_epochs`` for every trial
-not started yet; for the final stage, ``max_epochs`` per seed left (once a final run has
-finished, its measured time per run instead). The work is spread over the trials that run at
-once (the search's concurrency). The study's ETA adds every cell's search and final stage.
+not started yet; for the final stage, the running runs' remaining epochs plus ``max_epochs``
+per run not started, at the mean epoch time of the cell's final runs once one has reported an
+epoch (once a final run has finished, its measured time per run instead). The work is spread
+over the trials that run at once (the search's concurrency). The study's ETA adds every cell's
+search and final stage.
 """
 
 from __future__ import annotations
@@ -71,6 +75,9 @@ class CellProgress:
     #: trial set-ups the view saw (a trial's time before its first epoch): count, total seconds
     setups_seen: int = 0
     setup_seconds: float = 0.0
+    #: the epochs of final runs among them (the final configuration's own epoch time)
+    final_epochs_seen: int = 0
+    final_epoch_seconds: float = 0.0
 
     @property
     def done(self) -> int:
@@ -102,10 +109,11 @@ class CellProgress:
 
 @dataclass
 class TrialProgress:
-    """One running trial of a cell."""
+    """One running trial (or final run) of a cell."""
 
     cell_id: str
-    number: int
+    #: what the line calls it: ``trial 3``, ``seed 2024``, ``reference seed 2024``
+    label: str
     max_epochs: int
     metric: str
     #: time.monotonic() when the trial started (its first epoch and set-up before ``now``)
@@ -119,6 +127,8 @@ class TrialProgress:
     epoch_seconds: float = 0.0
     #: peak GPU memory torch allocated in the trial's last epoch, MiB (None on the CPU)
     gpu_mem_mb: float | None = None
+    #: a final-stage run, not a search trial
+    final: bool = False
 
     @property
     def epochs_left(self) -> int:
@@ -127,7 +137,7 @@ class TrialProgress:
     def text(self, now: float) -> str:
         width = len(str(self.max_epochs))
         parts = [
-            f"  {self.cell_id} trial {self.number}",
+            f"  {self.cell_id} {self.label}",
             f"epoch {self.epoch + 1:>{width}}/{self.max_epochs}",
         ]
         if self.value is not None:
@@ -157,7 +167,8 @@ class ProgressView:
         self.tty = self.stream.isatty() if tty is None else tty
         self.name = ""
         self.cells: dict[str, CellProgress] = {}
-        self.trials: dict[tuple[str, int], TrialProgress] = {}
+        #: running trials and final runs by (cell, label)
+        self.trials: dict[tuple[str, str], TrialProgress] = {}
         self._lock = threading.RLock()
         self._printed_keys: dict[str, str] = {}
         self._study_logged_at: float | None = None
@@ -214,16 +225,80 @@ class ProgressView:
         ``gpu_mem_mb`` its peak GPU memory in that epoch, if it runs on a GPU,
         ``epoch_seconds`` how long that epoch took and ``trial_seconds`` how long ago the
         trial started (None: unknown, the trial is taken to start with this epoch)."""
+        self._run_epoch(
+            cell_id,
+            f"trial {number}",
+            False,
+            epoch,
+            max_epochs,
+            metric,
+            value,
+            gpu_mem_mb,
+            epoch_seconds,
+            trial_seconds,
+        )
+
+    def trial_done(self, cell_id: str, number: int) -> None:
+        """The trial ended (complete, pruned or failed): its line goes."""
+        self._run_done(cell_id, f"trial {number}")
+
+    def final_epoch(
+        self,
+        cell_id: str,
+        seed: int,
+        reference: bool,
+        epoch: int,
+        max_epochs: int,
+        metric: str,
+        value: float | None,
+        gpu_mem_mb: float | None = None,
+        epoch_seconds: float | None = None,
+        run_seconds: float | None = None,
+    ) -> None:
+        """A final run (``reference``: the preset's retraining) finished ``epoch`` (0-based);
+        the arguments are those of :meth:`trial_epoch`, ``run_seconds`` its ``trial_seconds``."""
+        self._run_epoch(
+            cell_id,
+            final_label(seed, reference),
+            True,
+            epoch,
+            max_epochs,
+            metric,
+            value,
+            gpu_mem_mb,
+            epoch_seconds,
+            run_seconds,
+        )
+
+    def final_run_done(self, cell_id: str, seed: int, reference: bool) -> None:
+        """The final run ended (its result written, or failed): its line goes."""
+        self._run_done(cell_id, final_label(seed, reference))
+
+    def _run_epoch(
+        self,
+        cell_id: str,
+        label: str,
+        final: bool,
+        epoch: int,
+        max_epochs: int,
+        metric: str,
+        value: float | None,
+        gpu_mem_mb: float | None,
+        epoch_seconds: float | None,
+        trial_seconds: float | None,
+    ) -> None:
         with self._lock:
             now = time.monotonic()
-            trial = self.trials.get((cell_id, number))
+            trial = self.trials.get((cell_id, label))
             spent = epoch_seconds
             if spent is None:  # not reported: the time since the trial's last report, if any
                 spent = 0.0 if trial is None else now - trial.reported
             started = now - (trial_seconds if trial_seconds is not None else spent)
             if trial is None:
-                trial = TrialProgress(cell_id, number, max_epochs, metric, started=started)
-                self.trials[(cell_id, number)] = trial
+                trial = TrialProgress(
+                    cell_id, label, max_epochs, metric, started=started, final=final
+                )
+                self.trials[(cell_id, label)] = trial
                 cell = self.cells.setdefault(cell_id, CellProgress(cell_id))
                 if epoch == 0 and trial_seconds is not None and epoch_seconds is not None:
                     cell.setups_seen += 1  # a fresh trial: its time before this epoch
@@ -237,6 +312,9 @@ class ProgressView:
             if epoch_seconds is not None:
                 cell.epochs_seen += 1
                 cell.epoch_seconds += epoch_seconds
+                if final:
+                    cell.final_epochs_seen += 1
+                    cell.final_epoch_seconds += epoch_seconds
             if not cell.max_epochs:
                 cell.max_epochs = max_epochs
             if value is not None:
@@ -255,10 +333,9 @@ class ProgressView:
                 ):
                     self._log_study(now)
 
-    def trial_done(self, cell_id: str, number: int) -> None:
-        """The trial ended (complete, pruned or failed): its line goes."""
+    def _run_done(self, cell_id: str, label: str) -> None:
         with self._lock:
-            if self.trials.pop((cell_id, number), None) is not None and self.tty:
+            if self.trials.pop((cell_id, label), None) is not None and self.tty:
                 self._dirty = True
 
     def message(self, text: str) -> None:
@@ -304,7 +381,7 @@ class ProgressView:
         per_epoch = self.epoch_time(cell)
         if per_epoch is None or not cell.max_epochs:
             return None
-        mine = [t for t in self.trials.values() if t.cell_id == cell.cell_id]
+        mine = [t for t in self.trials.values() if t.cell_id == cell.cell_id and not t.final]
         epochs = sum(t.epochs_left for t in mine)
         not_started = max(0, cell.target - cell.done - len(mine))
         epochs += not_started * cell.max_epochs
@@ -316,9 +393,14 @@ class ProgressView:
         if not runs or cell.stage in ("failed", "done"):
             return 0.0
         per_epoch = self.epoch_time(cell)
+        if cell.final_epochs_seen:  # the final configuration's own epochs, not the search's
+            per_epoch = cell.final_epoch_seconds / cell.final_epochs_seen
         if per_epoch is None or not cell.max_epochs:
             return None
-        return runs * (cell.max_epochs * per_epoch + self._setup_time(cell))
+        running = [t for t in self.trials.values() if t.cell_id == cell.cell_id and t.final]
+        not_started = max(0, runs - len(running))
+        epochs = sum(t.epochs_left for t in running) + not_started * cell.max_epochs
+        return epochs * per_epoch + not_started * self._setup_time(cell)
 
     def _slots(self) -> int:
         return max([1] + [c.concurrency for c in self.cells.values()])
@@ -413,6 +495,12 @@ class ProgressView:
             pass
 
 
+def final_label(seed: int, reference: bool) -> str:
+    """What a final run's line calls it: ``seed 2024``, or ``reference seed 2024`` for the
+    cell's preset retrained as its reference."""
+    return f"reference seed {seed}" if reference else f"seed {seed}"
+
+
 def plan_study(progress: ProgressView, spec: StudySpec, store: StudyStore) -> None:
     """Tell the view every cell of the study and the work it has (its search's trial target,
     ``max_epochs``, its final runs, the trials already done on disk), so the study's ETA is
@@ -463,6 +551,31 @@ def show_trial_epoch(
         _number(gpu_mem_mb),
         epoch_seconds=seconds,
         trial_seconds=since_start,
+    )
+
+
+def show_final_epoch(
+    progress: ProgressView,
+    cell_id: str,
+    seed: int,
+    reference: bool,
+    max_epochs: int,
+    metric: str,
+    entry: dict[str, Any],
+) -> None:
+    """Hand one epoch a final run recorded (an entry of its ``progress.json``,
+    :class:`faerec.study.final.ProgressWriter`) to the view."""
+    progress.final_epoch(
+        cell_id,
+        seed,
+        reference,
+        int(entry["epoch"]),
+        max_epochs,
+        metric,
+        _number(entry.get("value")),
+        _number(entry.get("gpu_mem_mb")),
+        epoch_seconds=_number(entry.get("seconds")),
+        run_seconds=_number(entry.get("elapsed")),
     )
 
 

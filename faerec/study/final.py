@@ -150,6 +150,7 @@ def train_final_seed(
     """Runs in a Ray worker: one full training with test evaluation; errors come back as text.
     After each epoch, ``progress.json`` in ``checkpoint_dir`` gets the epoch
     (:class:`ProgressWriter`; ``metric``: the validation score it records)."""
+    writer = ProgressWriter(Path(checkpoint_dir) / PROGRESS_FILE, attempt, metric)  # the clock
     import ray
 
     from faerec.config import RunConfig, set_key
@@ -163,7 +164,6 @@ def train_final_seed(
             set_key(run_config, "train.num_threads", max(1, int(assigned.get("CPU", 1))))
         if run_config.train.device == "auto" and assigned.get("GPU", 0) <= 0:
             set_key(run_config, "train.device", "cpu")
-        writer = ProgressWriter(Path(checkpoint_dir) / PROGRESS_FILE, attempt, metric)
         result = run_trial(
             run_config, on_epoch=writer, checkpoint_dir=checkpoint_dir, evaluate_test=True
         )

@@ -174,8 +174,10 @@ class StudyRunner:
                     register_monitor(search.cell.cell_id, None)
                     register_slots(search.cell.cell_id, None)
         for search in searches:
-            if search not in pending:
-                search.monitor.refresh(write_files=True)
+            if search not in pending:  # no round to run: closes what a stopped driver left
+                search.run()
+                if search.error is not None:
+                    raise search.error
         self.guard.check()
         return [self.cell_outcome(s.cell, s.study.get_trials(deepcopy=False)) for s in searches]
 

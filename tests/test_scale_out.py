@@ -107,6 +107,47 @@ def test_a_trial_of_a_folder_whose_driver_is_gone_is_not_live(tmp_path: Path) ->
     assert not running_elsewhere(trial, mine)  # lock free: retried as interrupted
 
 
+def searcher(tmp_path: Path, storage: Any, target: int, driver: str) -> Any:
+    """The cell's real searcher (no Ray needed to ask it for trials) on an Optuna storage."""
+    from faerec.study.searcher import StudyOptunaSearch
+
+    spec = parse_spec_text(TWO_CELLS, "spec.yaml", tmp_path)
+    cell = spec.cells()[0]
+    assert cell.space is not None
+    if not storage.get_all_studies():
+        optuna.create_study(study_name="cell", storage=storage, direction="maximize")
+    return StudyOptunaSearch(
+        space=cell.space,
+        metric="objective",
+        mode="max",
+        storage=storage,
+        study_name="cell",
+        cell_id=cell.cell_id,
+        sampler_kind="tpe",
+        base_seed=0,
+        tune_dir=str(tmp_path / "tune"),
+        experiment="search-001",
+        target=target,
+        driver=driver,
+    )
+
+
+def test_no_trial_is_created_beyond_the_target_whichever_driver_runs_the_others(
+    tmp_path: Path,
+) -> None:
+    from ray.tune.search import Searcher
+
+    storage = optuna.storages.InMemoryStorage()
+    other = searcher(tmp_path, storage, 2, f"another-host.invalid:{tmp_path / 'b'}")
+    mine = searcher(tmp_path, storage, 2, driver_mark(tmp_path / "a"))
+    assert isinstance(other.suggest("b1"), dict) and isinstance(mine.suggest("a1"), dict)
+    assert mine.suggest("a2") is None  # the target is running (one trial elsewhere): wait
+    mine.on_trial_complete("a1", {"objective": 0.5, "trial_finished": True})
+    other.on_trial_complete("b1", {"objective": 0.4, "trial_finished": True})
+    assert mine.suggest("a3") == Searcher.FINISHED  # the study holds its target: done
+    assert count_trials(optuna.load_study(study_name="cell", storage=storage).trials).done == 2
+
+
 def test_a_cell_that_fails_stops_the_other_cells_and_its_error_is_raised(tmp_path: Path) -> None:
     """One cell's round cannot start; the other cell's round, which runs until the driver's stop
     switch, is stopped (and marked interrupted) and the driver gets the first cell's error."""

@@ -1,25 +1,31 @@
-"""Training and evaluation cost on bundled Beauty: start-up, epoch, full ranking, memory.
+"""Training and evaluation cost per cell (dataset x backbone x method): epoch, ranking, memory.
 
-Measures, with SASRec at the official size (d = 128, L = 50, batch 256):
+Measures, for each backbone of ``--backbones`` (default SASRec), plain and with FAERec, on each
+dataset of ``--datasets`` (default Beauty), at the official size (d = 128, L = 50, batch 256):
 
 * start-up: load + leave-one-out split + popularity groups;
-* seconds per plain SASRec training epoch (mean of ``--epochs``, after one warm-up batch);
+* seconds per training epoch (mean of ``--epochs`` plain, ``--faerec-epochs`` FAERec epochs,
+  after one warm-up batch), FAERec with the official settings of the cell;
 * seconds for a full-ranking evaluation of every test user;
-* the same epoch and evaluation for FAERec-SASRec with the official settings
-  (``--skip-faerec`` leaves it out), plus loading its item embeddings;
-* writing one resumable checkpoint;
-* peak resident memory. Each model runs in its own child process, so each peak is that
+* for FAERec, loading its item embeddings and building the model (PCA init);
+* writing one resumable checkpoint (plain models);
+* peak resident memory. Each cell runs in its own child process, so each peak is that
   model's alone, as in a real run.
 
 Run from the repository root::
 
     python benchmarks/bench_train.py --threads 2
+    python benchmarks/bench_train.py --backbones sasrec fmlprec lrurec gru4rec \
+        --datasets beauty yelp --epochs 1 --faerec-epochs 1 --output FILE
     python benchmarks/bench_train.py --device cuda --precision bf16   # on a GPU
 
-It prints a table and writes ``benchmarks/results/bench_train.json`` with the machine it ran on.
-Targets (2-core CPU): start-up < 10 s, plain epoch < 15 s, full evaluation < 10 s,
-FAERec epoch < 30 s, peak RSS < 2 GB. Targets on one GPU (an H200): FAERec epoch <= 1 s, full
-evaluation <= 0.2 s; peak GPU memory is recorded. Targets are printed, never asserted.
+It prints a table and writes ``benchmarks/results/bench_train.json`` with the machine it ran on:
+``cells`` holds one entry per cell; ``results`` keeps the flat keys of the first dataset's
+SASRec cells (``sasrec_*`` plain, ``faerec_*`` FAERec), which benchmarks/gpu_check.sh reads.
+Targets (2-core CPU, SASRec cells): start-up < 10 s, plain epoch < 15 s, full evaluation
+< 10 s, FAERec epoch < 30 s, FAERec full evaluation on Beauty <= 2 s, peak RSS < 2 GB.
+Targets on one GPU (an H200): FAERec epoch <= 1 s, full evaluation <= 0.2 s; peak GPU memory
+is recorded. Targets are printed, never asserted.
 Each evaluation is timed twice: the first call pays lazy kernel loading on a GPU, the second is
 the figure compared with the target. Timings on a shared machine are noisy: the load average
 before and after is recorded next to them.
@@ -43,16 +49,15 @@ import numpy as np
 import torch
 
 from faerec.atomic import write_json_atomic
-from faerec.config import PRECISIONS, RunConfig, resolve_config
+from faerec.checkpoint import TrainingState, save_checkpoint
+from faerec.config import BACKBONES, PRECISIONS, RunConfig, resolve_config
 from faerec.data import leave_one_out, load_dataset, popularity_groups, user_group_masks
 from faerec.evaluation import evaluate
 from faerec.models import build_model
 from faerec.models.base import SequentialRecommender, TrainBatch
-from faerec.training import (  # the checkpoint helpers are private: timed as run_trial uses them
+from faerec.training import (  # _release_free_memory: called after each epoch as run_trial does
     NegativeSampler,
     _release_free_memory,
-    _save_checkpoint,
-    _TrainingState,
     autocast_context,
     batch_to_device,
     evaluation_history,
@@ -66,6 +71,7 @@ TARGETS_SECONDS: dict[str, float] = {
     "sasrec_epoch_s": 15.0,
     "sasrec_full_eval_s": 10.0,
     "faerec_epoch_s": 30.0,
+    "faerec_full_eval_s": 2.0,
 }
 TARGET_PEAK_RSS_MB = 2048.0
 #: targets on one GPU (an H200)
@@ -110,8 +116,12 @@ def time_epochs(
     num_items: int,
     epochs: int,
     device: torch.device,
-) -> list[float]:
-    """Seconds of each of ``epochs`` training epochs, after one warm-up batch."""
+) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds of each of ``epochs`` training epochs, after one warm-up batch.
+
+    CPU seconds (of this process, all its threads) stay near their quiet value on a shared
+    machine, where wall seconds grow with the load.
+    """
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
     sampler = NegativeSampler(split.user_items, num_items)
     rng = np.random.default_rng(config.train.seed)
@@ -125,16 +135,18 @@ def time_epochs(
         loss = model.calculate_loss(warm, 0).total
     loss.backward()
     optimizer.zero_grad(set_to_none=True)
-    seconds = []
+    seconds: list[float] = []
+    cpu_seconds: list[float] = []
     for epoch in range(epochs):
         synchronize(device)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         train_one_epoch(model, optimizer, split.train, sampler, rng, epoch, config, device, None)
         synchronize(device)
         seconds.append(time.perf_counter() - started)
+        cpu_seconds.append(time.process_time() - cpu_started)
         _release_free_memory()  # as run_trial does after every epoch
         print(f"  epoch {epoch + 1}: {seconds[-1]:.1f} s", flush=True)  # shown from 1
-    return seconds
+    return seconds, cpu_seconds
 
 
 def time_full_eval(
@@ -144,35 +156,38 @@ def time_full_eval(
     split: Any,
     groups: Any,
     device: torch.device,
-) -> tuple[float, float]:
-    """Seconds of two full evaluations of every test user: (first, second)."""
+) -> tuple[float, float, float]:
+    """Seconds of two full evaluations of every test user: (first, second, second's CPU)."""
     history = evaluation_history(data, split.test, 1)
     masks = user_group_masks(split.test, groups)
     seconds = []
+    cpu_started = time.process_time()
     for _ in range(2):
         synchronize(device)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         evaluate(model, split.test, history, masks, config.eval, device, config.train.seed)
         synchronize(device)
         seconds.append(time.perf_counter() - started)
-    return seconds[0], seconds[1]
+    return seconds[0], seconds[1], time.process_time() - cpu_started
 
 
 def time_checkpoint(config: RunConfig, model: SequentialRecommender) -> tuple[float, float]:
     """Seconds to write one resumable checkpoint, and its size in MB."""
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
-    state = _TrainingState(best_state={k: v.clone() for k, v in model.state_dict().items()})
+    state = TrainingState(best_state={k: v.clone() for k, v in model.state_dict().items()})
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "checkpoint.pt"
         started = time.perf_counter()
-        _save_checkpoint(path, config, model, optimizer, state, np.random.default_rng(0), 0)
+        save_checkpoint(path, config, model, optimizer, state, np.random.default_rng(0), 0)
         seconds = time.perf_counter() - started
         size_mb = path.stat().st_size / 2**20
     return seconds, size_mb
 
 
-def run_stage(stage: str, dataset: str, epochs: int, settings: dict[str, Any]) -> dict[str, Any]:
-    """One model's measurements, in this process: ``plain`` (SASRec) or ``faerec``.
+def run_cell(
+    dataset: str, backbone: str, method: str, epochs: int, settings: dict[str, Any]
+) -> dict[str, Any]:
+    """One cell's measurements, in this process; ``method`` is ``plain`` or ``faerec``.
 
     ``settings``: configuration keys on top of :data:`OFFICIAL_SIZE` (device, precision, the
     embedding matrix).
@@ -180,28 +195,28 @@ def run_stage(stage: str, dataset: str, epochs: int, settings: dict[str, Any]) -
     device = torch.device(settings["train.device"])
     config = resolve_config(
         dataset,
-        "sasrec",
-        "backbone" if stage == "plain" else "faerec",
+        backbone,
+        "backbone" if method == "plain" else "faerec",
         "official",
         {**OFFICIAL_SIZE, **settings},
     )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     with matmul_precision(config, device):
-        return _measure_stage(stage, dataset, epochs, config, device)
+        return _measure_cell(f"{dataset} {backbone} {method}", method, epochs, config, device)
 
 
-def _measure_stage(
-    stage: str, dataset: str, epochs: int, config: RunConfig, device: torch.device
+def _measure_cell(
+    label: str, method: str, epochs: int, config: RunConfig, device: torch.device
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    prefix = "sasrec" if stage == "plain" else "faerec"
-    print(f"[{stage}] start-up ({dataset}: load + split + popularity) ...", flush=True)
+    dataset = config.data.dataset
+    print(f"[{label}] start-up ({dataset}: load + split + popularity) ...", flush=True)
     started = time.perf_counter()
     data = load_dataset(dataset)
     split = leave_one_out(data, int(OFFICIAL_SIZE["data.max_seq_length"]))
     groups = popularity_groups(data, 0.2, "full")
-    results[f"{prefix}_startup_s"] = time.perf_counter() - started
+    results["startup_s"] = time.perf_counter() - started
     results["dataset_facts"] = {
         "users": data.num_users,
         "items": data.num_items,
@@ -209,42 +224,81 @@ def _measure_stage(
         "test_users": len(split.test),
     }
     llm_table = None
-    if stage == "faerec":
+    if method == "faerec":
         from faerec.embeddings import load_item_embeddings
 
-        print(f"[{stage}] item embeddings ...", flush=True)
+        print(f"[{label}] item embeddings ...", flush=True)
         started = time.perf_counter()
         llm_table = load_item_embeddings(data, config.embedding)
-        results["faerec_embeddings_s"] = time.perf_counter() - started
+        results["embeddings_s"] = time.perf_counter() - started
     torch.manual_seed(config.train.seed)
     started = time.perf_counter()
     model = build_model(config, data.num_items, llm_table, groups.train_popularity).to(device)
     synchronize(device)
-    results[f"{prefix}_build_s"] = time.perf_counter() - started
-    print(f"[{stage}] training epochs ...", flush=True)
-    seconds = time_epochs(config, model, split, data.num_items, epochs, device)
-    results[f"{prefix}_epoch_s"] = float(np.mean(seconds))
-    results[f"{prefix}_epochs_s"] = seconds
-    results[f"{prefix}_rss_after_epochs_mb"] = peak_rss_mb()
-    print(f"[{stage}] full evaluation of every test user ...", flush=True)
-    first, second = time_full_eval(config, model, data, split, groups, device)
-    results[f"{prefix}_full_eval_first_s"] = first
-    results[f"{prefix}_full_eval_s"] = second
-    if stage == "plain":
+    results["build_s"] = time.perf_counter() - started
+    print(f"[{label}] training epochs ...", flush=True)
+    seconds, cpu_seconds = time_epochs(config, model, split, data.num_items, epochs, device)
+    results["epoch_s"] = float(np.mean(seconds))
+    results["epochs_s"] = seconds
+    results["epoch_cpu_s"] = float(np.mean(cpu_seconds))
+    results["rss_after_epochs_mb"] = peak_rss_mb()
+    print(f"[{label}] full evaluation of every test user ...", flush=True)
+    first, second, second_cpu = time_full_eval(config, model, data, split, groups, device)
+    results["full_eval_first_s"] = first
+    results["full_eval_s"] = second
+    results["full_eval_cpu_s"] = second_cpu
+    if method == "plain":
         results["checkpoint_write_s"], results["checkpoint_mb"] = time_checkpoint(config, model)
-    results[f"{prefix}_peak_rss_mb"] = peak_rss_mb()
+    results["peak_rss_mb"] = peak_rss_mb()
     if device.type == "cuda":
-        results[f"{prefix}_peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        results["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return results
+
+
+def legacy_results(cells: list[dict[str, Any]], dataset: str) -> dict[str, Any]:
+    """The flat keys of earlier runs (``sasrec_epoch_s``, ``faerec_full_eval_s``, ...) from the
+    SASRec cells of ``dataset``: what benchmarks/gpu_check.sh and the recorded runs use."""
+    flat: dict[str, Any] = {}
+    for cell in cells:
+        if cell["dataset"] != dataset or cell["backbone"] != "sasrec":
+            continue
+        prefix = "sasrec" if cell["method"] == "plain" else "faerec"
+        for key, value in cell.items():
+            if key in ("dataset", "backbone", "method", "dataset_facts"):
+                continue
+            if key.startswith("checkpoint_") or key == "embeddings_s":
+                flat[key if key.startswith("checkpoint_") else f"faerec_{key}"] = value
+            else:
+                flat[f"{prefix}_{key}"] = value
+    if "sasrec_startup_s" in flat:
+        flat["startup_s"] = flat["sasrec_startup_s"]
+    peaks = [v for k, v in flat.items() if k.endswith("_peak_rss_mb")]
+    if peaks:
+        flat["peak_rss_mb"] = max(peaks)
+    return flat
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="beauty")
+    parser.add_argument(
+        "--datasets",
+        "--dataset",
+        nargs="+",
+        default=["beauty"],
+        help="datasets to measure (default beauty)",
+    )
+    parser.add_argument(
+        "--backbones",
+        nargs="+",
+        choices=BACKBONES,
+        default=["sasrec"],
+        help="backbones to measure (default sasrec)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--epochs", type=int, default=3, help="timed plain epochs (default 3)")
     parser.add_argument("--faerec-epochs", type=int, default=2, help="timed FAERec epochs (2)")
-    parser.add_argument("--skip-faerec", action="store_true")
+    parser.add_argument("--skip-faerec", action="store_true", help="plain backbones only")
+    parser.add_argument("--skip-plain", action="store_true", help="FAERec cells only")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="fp32", help="train.precision (default fp32)"
@@ -252,11 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--embedding-model",
         default="minilm",
-        help="embedding.model of the FAERec stage (default minilm; a .npy matrix such as the "
+        help="embedding.model of the FAERec cells (default minilm; a .npy matrix such as the "
         "dataset's bundled one needs no MiniLM package)",
     )
     parser.add_argument("--output", type=Path, default=RESULTS)
-    parser.add_argument("--stage", choices=("plain", "faerec"), help=argparse.SUPPRESS)
+    parser.add_argument("--cell", nargs=3, help=argparse.SUPPRESS)  # child: dataset backbone method
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -265,30 +319,40 @@ def main(argv: list[str] | None = None) -> int:
         "train.precision": args.precision,
         "embedding.model": args.embedding_model,
     }
-    if args.stage is not None:
+    if args.cell is not None:
         # child process: one model, so that its peak memory is its own
-        epochs = args.epochs if args.stage == "plain" else args.faerec_epochs
-        write_json_atomic(args.output, run_stage(args.stage, args.dataset, epochs, settings))
+        dataset, backbone, method = args.cell
+        epochs = args.epochs if method == "plain" else args.faerec_epochs
+        write_json_atomic(args.output, run_cell(dataset, backbone, method, epochs, settings))
         return 0
 
+    methods = [
+        m for m, skip in (("plain", args.skip_plain), ("faerec", args.skip_faerec)) if not skip
+    ]
+    if not methods:
+        parser.error("--skip-plain and --skip-faerec together leave nothing to measure")
     load_before = os.getloadavg()
-    results: dict[str, Any] = {}
-    stages = ["plain"] if args.skip_faerec else ["plain", "faerec"]
+    cells: list[dict[str, Any]] = []
+    facts: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as folder:
-        for stage in stages:
-            stage_file = Path(folder) / f"{stage}.json"
-            command = [
-                sys.executable, __file__, "--stage", stage, "--dataset", args.dataset,
-                "--threads", str(args.threads), "--epochs", str(args.epochs),
-                "--faerec-epochs", str(args.faerec_epochs), "--output", str(stage_file),
-                "--device", args.device, "--precision", args.precision,
-                "--embedding-model", args.embedding_model,
-            ]  # fmt: skip
-            subprocess.run(command, check=True)
-            results.update(json.loads(stage_file.read_text()))
-    dataset_facts = results.pop("dataset_facts")
-    results["startup_s"] = results["sasrec_startup_s"]
-    results["peak_rss_mb"] = max(v for k, v in results.items() if k.endswith("_peak_rss_mb"))
+        for dataset in args.datasets:
+            for backbone in args.backbones:
+                for method in methods:
+                    cell_file = Path(folder) / f"{dataset}-{backbone}-{method}.json"
+                    command = [
+                        sys.executable, __file__, "--cell", dataset, backbone, method,
+                        "--threads", str(args.threads), "--epochs", str(args.epochs),
+                        "--faerec-epochs", str(args.faerec_epochs), "--output", str(cell_file),
+                        "--device", args.device, "--precision", args.precision,
+                        "--embedding-model", args.embedding_model,
+                    ]  # fmt: skip
+                    subprocess.run(command, check=True)
+                    measured = json.loads(cell_file.read_text())
+                    facts[dataset] = measured.pop("dataset_facts")
+                    cells.append(
+                        {"dataset": dataset, "backbone": backbone, "method": method, **measured}
+                    )
+    results = legacy_results(cells, args.datasets[0])
     machine = {
         "cpu_model": cpu_model(),
         "cores": os.cpu_count(),
@@ -314,13 +378,16 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     payload = {
-        "dataset": args.dataset,
-        **dataset_facts,
+        "dataset": args.datasets[0],
+        **facts[args.datasets[0]],
+        "datasets": facts,
         "settings": {**OFFICIAL_SIZE, **settings, "threads": args.threads},
+        "cells": cells,
         "results": results,
         "targets": targets,
         "machine": machine,
     }
+    print_cells(cells)
     print_table(results, targets)
     print(
         f"machine: {machine['cpu_model']}, {machine['cores']} cores, torch {machine['torch']}, "
@@ -332,8 +399,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def print_cells(cells: list[dict[str, Any]]) -> None:
+    """One line per cell: epoch and full evaluation (wall and CPU seconds), peak RSS."""
+    print(
+        f"\n{'dataset':<8} {'backbone':<8} {'method':<6} {'epoch s':>8} {'(cpu)':>8} "
+        f"{'eval s':>7} {'(cpu)':>7} {'RSS MB':>7}"
+    )
+    for cell in cells:
+        print(
+            f"{cell['dataset']:<8} {cell['backbone']:<8} {cell['method']:<6} "
+            f"{cell['epoch_s']:>8.2f} {cell['epoch_cpu_s']:>8.2f} {cell['full_eval_s']:>7.2f} "
+            f"{cell['full_eval_cpu_s']:>7.2f} {cell['peak_rss_mb']:>7.0f}"
+        )
+
+
 def print_table(results: dict[str, Any], targets: dict[str, float]) -> None:
-    """The measures with their targets (those of the device the run used)."""
+    """The first dataset's SASRec measures with their targets (those of the device used)."""
     rows = [
         ("start-up (load + split + popularity)", "startup_s", "s"),
         ("plain SASRec epoch (mean)", "sasrec_epoch_s", "s"),

@@ -35,6 +35,7 @@ from faerec.models.base import SequentialRecommender
 from faerec.results import GroupMetrics
 
 __all__ = [
+    "EVAL_TOKENS_PER_PASS",
     "EvaluationOutput",
     "evaluate",
     "hr_ndcg",
@@ -43,6 +44,10 @@ __all__ = [
     "sample_eval_negatives",
     "topk_metrics",
 ]
+
+
+#: encoder tokens (users x encoded width) per forward pass in evaluation (``_encoder_passes``)
+EVAL_TOKENS_PER_PASS = 8192
 
 
 @dataclass
@@ -212,8 +217,8 @@ def _full_ranks(
     ranks = np.zeros(len(part), dtype=np.int64)
     for start in range(0, len(order), config.batch_size):
         rows = order[start : start + config.batch_size]
-        ids = torch.from_numpy(np.ascontiguousarray(part.input_ids[rows])).to(device)
-        scores = model.full_sort_predict(ids, table)
+        passes = _encoder_passes(model, part.input_ids[rows], device)
+        scores = _cat([model.full_sort_predict(ids, table) for ids in passes])
         # history of batch row j sits at flat[offsets[start + j] : offsets[start + j + 1]]
         lo, hi = offsets[start], offsets[start + len(rows)]
         if hi > lo:
@@ -229,6 +234,30 @@ def _full_ranks(
         top = torch.topk(scores, k, dim=1).indices.cpu().numpy()
         ranks[rows] = ranks_from_topk(top, part.answer[rows])
     return ranks
+
+
+def _encoder_passes(
+    model: SequentialRecommender, input_ids: np.ndarray, device: torch.device
+) -> list[torch.Tensor]:
+    """``input_ids`` [B, L] cut into row blocks of at most :data:`EVAL_TOKENS_PER_PASS` tokens.
+
+    The blocks bound the memory one forward pass allocates on the CPU (the longest Beauty batch
+    has ~30k real tokens: 60 MB per [tokens, 4d] activation, and glibc keeps what a pass frees)
+    and change no state, since in eval mode a user's state does not depend on the other users
+    it is encoded with. Width counts what the model encodes: the longest sequence where it trims
+    padding, else all L positions. A GPU gets the whole batch in one pass.
+    """
+    trims = model.trim_padding and model.backbone.supports_trimming
+    width = int((input_ids != 0).sum(axis=1).max(initial=1)) if trims else input_ids.shape[1]
+    step = max(1, EVAL_TOKENS_PER_PASS // max(width, 1)) if device.type == "cpu" else len(input_ids)
+    return [
+        torch.from_numpy(np.ascontiguousarray(input_ids[start : start + step])).to(device)
+        for start in range(0, len(input_ids), step)
+    ]
+
+
+def _cat(blocks: list[torch.Tensor]) -> torch.Tensor:
+    return blocks[0] if len(blocks) == 1 else torch.cat(blocks)
 
 
 def _sampled_ranks(
@@ -252,8 +281,8 @@ def _sampled_ranks(
     ranks = np.zeros(len(part), dtype=np.int64)
     for start in range(0, len(order), config.batch_size):
         rows = order[start : start + config.batch_size]
-        ids = torch.from_numpy(np.ascontiguousarray(part.input_ids[rows])).to(device)
-        states = model.last_state(ids)  # [B, d]
+        passes = _encoder_passes(model, part.input_ids[rows], device)
+        states = _cat([model.last_state(ids) for ids in passes])  # [B, d]
         items = torch.from_numpy(candidates[rows]).to(device)  # [B, 1 + n]
         scores = (table[items] * states[:, None, :]).sum(-1)
         higher = (scores[:, 1:] > scores[:, :1]).sum(dim=1)

@@ -156,7 +156,8 @@ def _release_free_memory() -> None:
 
     Batches allocate tensors of varying size; glibc keeps the freed chunks, so the resident
     size of a long run creeps up by ~100-200 MB per Beauty epoch while live memory stays flat.
-    Trimming once per epoch keeps many concurrent trials within the machine's memory.
+    Trimming after each training pass and each epoch keeps many concurrent trials within the
+    machine's memory (docs/benchmarks.md, memory).
     """
     global _MALLOC_TRIM
     if _MALLOC_TRIM is None:
@@ -541,6 +542,7 @@ def _train_epoch(run: _Run, epoch: int, bar: RunProgress | None) -> EpochReport:
     loss, parts, weights = train_one_epoch(
         run.model, run.optimizer, run.split.train, run.sampler, run.rng, epoch, config, device, bar
     )
+    _release_free_memory()  # validation then starts from live memory, not the epoch's heap
     valid: dict[str, float] | None = None
     must_validate = epoch == max_epochs - 1 and state.best_value is None
     if _validates_at(epoch, config) or must_validate:

@@ -6,11 +6,20 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from faerec.config import RunConfig
 from faerec.errors import ConfigError
 from faerec.models.base import PlainRecommender, SequentialRecommender
+
+#: oneDNN, which runs torch's CPU GELU, caches a JIT kernel with a scratchpad for every tensor
+#: shape it meets (up to 1024 by default). Batch shapes vary, so the cache grew by ~7 MB per
+#: shape: +210 MB in one Beauty evaluation. Without the cache the kernels are the same (the
+#: same numbers) at no measurable cost (docs/benchmarks.md, memory). Read by oneDNN at its first
+#: use, hence set on import of the models, before any of them runs; a value set outside wins.
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "0")
 
 
 def build_model(

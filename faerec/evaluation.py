@@ -15,7 +15,9 @@ the answer) as 1 + the number of negatives scoring *strictly* higher, so ties go
 Speed: users are evaluated in order of input length so that each batch shares most of its left
 padding, which the model trims (``SequentialRecommender.sequence_states``). On 5-core data most
 users are short, so this cuts the encoder's work several-fold without changing any score:
-in eval mode a user's representation does not depend on the other users of its batch.
+in eval mode a user's representation does not depend on the other users of its batch. For the
+same reason a batch is encoded in passes of at most ``EVAL_TOKENS_PER_PASS`` tokens on the CPU,
+which bounds the memory of the longest batches (docs/benchmarks.md, memory).
 """
 
 from __future__ import annotations

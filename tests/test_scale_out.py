@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -286,8 +286,13 @@ def intervals(trials: list[Any]) -> list[tuple[datetime, datetime]]:
     return [(t.datetime_start, t.datetime_complete) for t in trials]
 
 
-def most_at_once(spans: list[tuple[datetime, datetime]]) -> int:
-    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+def most_at_once(spans: list[tuple[datetime, datetime]], slack_s: float = 1.0) -> int:
+    """Most trials running at once. Optuna's timestamps are written by the driver after Tune
+    reports a trial's end (milliseconds after its slot was given back), so each span is read as
+    ending ``slack_s`` earlier; a real extra slot would overlap for a whole trial."""
+    slack = timedelta(seconds=slack_s)
+    ends = [max(s, e - slack) for s, e in spans]
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for e in ends])
     level = peak = 0
     for _, step in events:
         level += step

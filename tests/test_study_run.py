@@ -175,6 +175,17 @@ def test_final_runs_show_each_epoch_like_a_trial(study: Study) -> None:
         assert "valid ndcg@20 " in lines[-1]
 
 
+def test_a_cell_without_search_trains_its_seeds_while_the_other_cell_searches(
+    study: Study,
+) -> None:
+    lines = study.progress.splitlines()
+    first_epoch = next(i for i, line in enumerate(lines) if f" {PRESET} seed 2024  epoch " in line)
+    search_done = next(
+        i for i, line in enumerate(lines) if f"{SEARCHED}" in line and "3/3 trials" in line
+    )
+    assert first_epoch < search_done
+
+
 def test_finished_tune_experiment_keeps_no_checkpoints(study: Study) -> None:
     tune_dir = study.cell(SEARCHED) / "tune"
     assert read_json(tune_dir / "experiments.json")["experiments"][0]["status"] == "finished"

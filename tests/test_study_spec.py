@@ -140,6 +140,7 @@ def test_resumed_space_keeps_the_order_of_parameters_and_choices(tmp_path: Path)
     store = StudyStore.at(str(tmp_path), spec.name)
     prepare_store(spec, store, "faerec-study run")
     again = spec_from_dict(store.load_study_json()["spec"], str(store.study_json))
+
     def order(s: StudySpec) -> list[tuple[str, tuple[object, ...]]]:
         return [(p.key, tuple(p.choices or ())) for p in s.search.spaces["faerec"].walk()]
 

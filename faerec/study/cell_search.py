@@ -111,21 +111,33 @@ class CellSearch:
             self.monitor.refresh(write_files=True)
 
 
-def run_concurrently(searches: list[CellSearch], abort: Callable[[], None]) -> None:
+def run_concurrently(
+    searches: list[CellSearch],
+    abort: Callable[[], None],
+    tick: Callable[[], None] = lambda: None,
+) -> None:
     """Run every search in its own thread and wait for all; ``abort`` tells the others to stop
-    when one fails. Raises the first error of a cell (after every thread has ended), and
-    :class:`StopNow` when the driver gets it while waiting."""
+    when one fails. ``tick`` runs in the main thread about every :data:`JOIN_POLL_S` seconds
+    meanwhile (the final runs of cells whose search has ended); if it raises, the searches stop
+    gently and its error is raised once they have. Raises the first error of a cell (after
+    every thread has ended), and :class:`StopNow` when the driver gets it while waiting."""
     for search in searches:
         search.thread = threading.Thread(
             target=_runner(search, abort), name=f"search {search.cell.cell_id}", daemon=True
         )
         search.thread.start()
+    failure: Exception | None = None
     # Waiting on an Event, not Thread.join: a signal's exception raised inside Python 3.11's
     # join() releases the thread's state lock, and the thread then looks ended while it runs.
     try:
         for search in searches:
             while not search.ended.wait(JOIN_POLL_S):
-                pass
+                if failure is None:
+                    try:
+                        tick()
+                    except Exception as error:  # noqa: BLE001 - raised once the cells stopped
+                        failure = error
+                        abort()
     except StopNow:
         for search in searches:
             if search.thread is not None and not search.ended.is_set() and search.in_fit:
@@ -134,6 +146,8 @@ def run_concurrently(searches: list[CellSearch], abort: Callable[[], None]) -> N
         for search in searches:
             search.ended.wait(max(0.0, deadline - time.monotonic()))
         raise
+    if failure is not None:
+        raise failure
     errors = [s.error for s in searches if s.error is not None]
     real = [e for e in errors if not isinstance(e, StopNow)]
     if real:

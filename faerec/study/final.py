@@ -28,6 +28,7 @@ from typing import Any
 
 from faerec.study.progress import ProgressView, show_final_epoch
 from faerec.study.reference import plan_reference
+from faerec.study.shared import TrialSlots
 from faerec.study.spec import Cell, StudySpec
 from faerec.study.store import StudyStore, read_json, write_json_atomic
 from faerec.study.trainable import error_message
@@ -173,7 +174,15 @@ def train_final_seed(
 
 
 class FinalStage:
-    """Plans the seeds still missing per cell, runs them as Ray tasks, writes their results."""
+    """Plans the seeds still missing per cell, runs them as Ray tasks, writes their results.
+
+    Runs draw on the study's :class:`~faerec.study.shared.TrialSlots`, so a cell's seeds can
+    train while other cells still search (:meth:`add` then :meth:`step` from the driver's main
+    thread), and a slot that a search's last trials leave free is not left idle.
+    """
+
+    #: the owner of the final runs' slots in the study's TrialSlots
+    SLOT_OWNER = "final stage"
 
     def __init__(
         self, spec: StudySpec, store: StudyStore, progress: ProgressView, guard: Any
@@ -186,6 +195,14 @@ class FinalStage:
         self.done: dict[str, int] = {}
         #: the validation score a final run's line shows (a trial's shows the same)
         self.metric = spec.search.objectives[0].name
+        self.queue: list[FinalJob] = []
+        self.pending: dict[Any, tuple[FinalJob, float]] = {}
+        self.watches: dict[Any, RunWatch] = {}
+        self.durations: list[float] = []
+        self.errors: list[str] = []
+        self.slots: TrialSlots | None = None
+        self.resources: dict[str, float] = {}
+        self._remote: Any = None
 
     def plan(self, cells: list[Cell]) -> list[FinalJob]:
         """The seeds still to run, per cell, in cell order."""
@@ -236,48 +253,88 @@ class FinalStage:
             eta_at=eta_at,
         )
 
+    # -- running -------------------------------------------------------------------------
+
+    def attach(self, slots: TrialSlots, resources: dict[str, float]) -> None:
+        """The study's slots and each run's resources (once Ray runs)."""
+        self.slots = slots
+        self.resources = resources
+
+    def add(self, jobs: list[FinalJob]) -> None:
+        """Queue ``jobs``; they start as slots come free."""
+        self.queue += jobs
+
+    def busy(self) -> bool:
+        return bool(self.queue or self.pending)
+
+    def step(self, timeout: float) -> None:
+        """Start queued runs in the free slots, wait up to ``timeout`` seconds for one to end,
+        show new epochs and collect what ended (its JSON written, its slot given back)."""
+        import ray
+
+        assert self.slots is not None, "attach() the study's slots first"
+        while self.queue and self.slots.take(self.SLOT_OWNER, _slot_key(self.queue[0])):
+            self._submit(self.queue.pop(0))
+        if not self.pending:
+            if timeout > 0:
+                time.sleep(timeout)
+            return
+        ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=timeout)
+        for watch in self.watches.values():
+            watch.poll(self.progress)
+        for ref in ready:
+            job, started = self.pending.pop(ref)
+            self.durations.append(time.monotonic() - started)
+            self.watches.pop(ref).done(self.progress)
+            self.slots.give_back(self.SLOT_OWNER, _slot_key(job))
+            error = self._collect(ref, job)
+            if error:
+                self.errors.append(f"{job.cell_id}: final seed {job.seed} failed: {error}")
+            self._show_running()
+
+    def cancel(self) -> None:
+        """Stop every running run now (each resumes from its last epoch's checkpoint) and start
+        no more."""
+        import ray
+
+        self.queue.clear()
+        for ref, (job, _) in list(self.pending.items()):
+            ray.cancel(ref, force=True)
+            if self.slots is not None:
+                self.slots.give_back(self.SLOT_OWNER, _slot_key(job))
+        self.pending.clear()
+        self.watches.clear()
+
     def run(
         self, jobs: list[FinalJob], max_concurrent: int, resources: dict[str, float]
     ) -> list[str]:
-        """Train every job; returns one error line per failed seed."""
-        import ray
-
-        remote = ray.remote(train_final_seed).options(
-            num_cpus=resources["cpu"], num_gpus=resources["gpu"], max_retries=2
-        )
-        queue = list(jobs)
-        pending: dict[Any, tuple[FinalJob, float]] = {}
-        watches: dict[Any, RunWatch] = {}
-        durations: list[float] = []
-        errors: list[str] = []
+        """Train every job (with ``max_concurrent`` slots of its own unless :meth:`attach`
+        gave the study's); returns one error line per failed seed."""
+        if self.slots is None:
+            self.attach(TrialSlots(max_concurrent), resources)
+        self.add(jobs)
         try:
-            while queue or pending:
-                while queue and len(pending) < max_concurrent:
-                    job = queue.pop(0)
-                    job.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-                    watch = RunWatch(job, self.metric)
-                    ref = remote.remote(
-                        job.config, str(job.checkpoint_dir), watch.attempt, self.metric
-                    )
-                    pending[ref] = (job, time.monotonic())
-                    watches[ref] = watch
-                    self._show_running(pending, queue, durations, max_concurrent)
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_INTERVAL_S)
-                self.guard.check()
-                for watch in watches.values():
-                    watch.poll(self.progress)
-                for ref in ready:
-                    job, started = pending.pop(ref)
-                    durations.append(time.monotonic() - started)
-                    watches.pop(ref).done(self.progress)
-                    error = self._collect(ref, job)
-                    if error:
-                        errors.append(f"{job.cell_id}: final seed {job.seed} failed: {error}")
-                    self._show_running(pending, queue, durations, max_concurrent)
+            while self.busy():
+                self.step(POLL_INTERVAL_S)
+                if self.guard is not None:
+                    self.guard.check()
         finally:
-            for ref in pending:
-                ray.cancel(ref, force=True)
-        return errors
+            self.cancel()
+        return self.errors
+
+    def _submit(self, job: FinalJob) -> None:
+        if self._remote is None:
+            import ray
+
+            self._remote = ray.remote(train_final_seed).options(
+                num_cpus=self.resources["cpu"], num_gpus=self.resources["gpu"], max_retries=2
+            )
+        job.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        watch = RunWatch(job, self.metric)
+        ref = self._remote.remote(job.config, str(job.checkpoint_dir), watch.attempt, self.metric)
+        self.pending[ref] = (job, time.monotonic())
+        self.watches[ref] = watch
+        self._show_running()
 
     def _collect(self, ref: Any, job: FinalJob) -> str | None:
         import ray
@@ -293,21 +350,21 @@ class FinalStage:
         self.done[job.cell_id] += 1
         return None
 
-    def _show_running(
-        self,
-        pending: dict[Any, tuple[FinalJob, float]],
-        queue: list[FinalJob],
-        durations: list[float],
-        max_concurrent: int,
-    ) -> None:
+    def _show_running(self) -> None:
+        total = self.slots.total if self.slots is not None else 1
         running: dict[str, int] = {}
-        for job, _ in pending.values():
+        for job, _ in self.pending.values():
             running[job.cell_id] = running.get(job.cell_id, 0) + 1
         eta_at = None
-        if durations:
-            mean = sum(durations) / len(durations)
-            waves = (len(queue) + len(pending) + max_concurrent - 1) // max_concurrent
+        if self.durations:
+            mean = sum(self.durations) / len(self.durations)
+            waves = (len(self.queue) + len(self.pending) + total - 1) // total
             eta_at = time.monotonic() + mean * waves
         for cell_id in self.totals:
             eta = eta_at if running.get(cell_id) else None
-            self.show(cell_id, running.get(cell_id, 0), eta, max_concurrent)
+            self.show(cell_id, running.get(cell_id, 0), eta, total)
+
+
+def _slot_key(job: FinalJob) -> str:
+    """A run's name in the study's slots: its cell, seed and row."""
+    return f"{job.cell_id}:{job.seed}:{'reference' if job.reference else 'tuned'}"

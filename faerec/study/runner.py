@@ -49,6 +49,7 @@ from faerec.text import plural
 
 if TYPE_CHECKING:
     from faerec.study.cell_search import CellSearch
+    from faerec.study.final import FinalStage
 
 __all__ = ["QUIET_RAY_ENVIRONMENT", "RunOptions", "StudyInterrupted", "StudyRunner", "run_study"]
 
@@ -120,10 +121,17 @@ class StudyRunner:
                 self.progress.update(cell.cell_id, stage="preset", best="preset configuration")
                 continue
             searched.append(cell)
-        outcomes = self.search_cells(searched)
-        self.guard.check()
-        failed = {o.cell_id for o in outcomes if o.failed}
-        final_errors = self.final_stage(failed)
+        from faerec.study.final import FinalStage
+
+        stage = FinalStage(self.spec, self.store, self.progress, self.guard)
+        try:
+            outcomes = self.search_cells(searched, stage)
+            self.guard.check()
+            failed = {o.cell_id for o in outcomes if o.failed}
+            final_errors = self.final_stage(stage, failed)
+        finally:
+            if stage.pending:
+                stage.cancel()
         self.guard.check()
         self.progress.close()
         self.ray.shutdown()  # the rest needs no Ray
@@ -143,14 +151,27 @@ class StudyRunner:
 
     # -- search --------------------------------------------------------------------------
 
-    def search_cells(self, cells: list[Cell]) -> list[CellOutcome]:
+    def search_cells(self, cells: list[Cell], stage: FinalStage) -> list[CellOutcome]:
         """Every cell's search at the same time, sharing the study's concurrency
-        (:mod:`faerec.study.cell_search`), until each holds its target of done trials."""
+        (:mod:`faerec.study.cell_search`), until each holds its target of done trials.
+
+        Meanwhile the final runs of the cells that need no search, or whose search has ended,
+        take the slots the searches leave free (``stage``)."""
         from faerec.study.cell_search import run_concurrently
         from faerec.study.shared import TrialSlots
 
         searches = [self.open_search(cell) for cell in cells]
         pending = [s for s in searches if not s.complete()]
+        for search in searches:
+            if search not in pending:  # no round to run: closes what a stopped driver left
+                search.run()
+                if search.error is not None:
+                    raise search.error
+        outcomes = {
+            s.cell.cell_id: self.cell_outcome(s.cell, s.study.get_trials(deepcopy=False))
+            for s in searches
+            if s not in pending
+        }
         if pending:
             self.ray.ensure()  # first: it sets Ray's environment before Ray is imported
             from faerec.study.searcher import register_monitor, register_slots
@@ -158,6 +179,7 @@ class StudyRunner:
 
             self.trainable = register_trial_trainable(self.trial_resources())
             slots = TrialSlots(self.concurrency())
+            stage.attach(slots, self.trial_resources())
             for search in pending:
                 search.monitor.concurrency = slots.total
                 register_monitor(search.cell.cell_id, search.monitor)
@@ -165,21 +187,45 @@ class StudyRunner:
             monitors = [s.monitor for s in pending]
             self.guard.pending = lambda: _epochs_in_flight(sum(len(m.running) for m in monitors))
             self.guard.immediate = False  # a search round stops after the epochs in flight
+            searching = {s.cell.cell_id for s in pending}
+
+            def tick() -> None:
+                """The final runs of cells done searching, while the others search."""
+                if self.guard.interrupted or self.aborted:
+                    if stage.pending:
+                        stage.cancel()  # each resumes from its last epoch's checkpoint
+                    return
+                for search in pending:
+                    cell_id = search.cell.cell_id
+                    if cell_id in outcomes or not search.ended.is_set():
+                        continue
+                    if search.error is not None or not search.complete():
+                        continue  # the driver raises or stops once every search has ended
+                    trials = search.study.get_trials(deepcopy=False)
+                    outcomes[cell_id] = self.cell_outcome(search.cell, trials)
+                ready = [
+                    cell
+                    for cell in self.spec.cells()
+                    if cell.cell_id not in searching
+                    or (cell.cell_id in outcomes and not outcomes[cell.cell_id].failed)
+                ]
+                stage.add(stage.plan([c for c in ready if c.cell_id not in stage.totals]))
+                stage.step(0.0)
+
             try:
-                run_concurrently(pending, self.abort)
+                run_concurrently(pending, self.abort, tick)
             finally:
                 self.guard.pending = lambda: None
                 self.guard.immediate = True
                 for search in pending:
                     register_monitor(search.cell.cell_id, None)
                     register_slots(search.cell.cell_id, None)
-        for search in searches:
-            if search not in pending:  # no round to run: closes what a stopped driver left
-                search.run()
-                if search.error is not None:
-                    raise search.error
         self.guard.check()
-        return [self.cell_outcome(s.cell, s.study.get_trials(deepcopy=False)) for s in searches]
+        for search in pending:
+            if search.cell.cell_id not in outcomes:
+                trials = search.study.get_trials(deepcopy=False)
+                outcomes[search.cell.cell_id] = self.cell_outcome(search.cell, trials)
+        return [outcomes[s.cell.cell_id] for s in searches]
 
     def open_search(self, cell: Cell) -> CellSearch:
         """The cell's Optuna study (created on first use, the preset enqueued as its first
@@ -290,15 +336,14 @@ class StudyRunner:
 
     # -- final stage and report -----------------------------------------------------------
 
-    def final_stage(self, failed_cells: set[str]) -> list[str]:
-        from faerec.study.final import FinalStage
-
-        stage = FinalStage(self.spec, self.store, self.progress, self.guard)
-        jobs = stage.plan([c for c in self.spec.cells() if c.cell_id not in failed_cells])
-        if not jobs:
-            return []
+    def final_stage(self, stage: FinalStage, failed_cells: set[str]) -> list[str]:
+        """The final runs not yet done while cells searched (all of them when none did)."""
+        cells = [c for c in self.spec.cells() if c.cell_id not in failed_cells]
+        stage.add(stage.plan([c for c in cells if c.cell_id not in stage.totals]))
+        if not stage.busy():
+            return stage.errors
         self.ray.ensure()
-        return stage.run(jobs, self.concurrency(), self.trial_resources())
+        return stage.run([], self.concurrency(), self.trial_resources())
 
     def build_report(self, incomplete: bool) -> None:
         """The report of the study; with failed cells, a report of the cells that have results."""

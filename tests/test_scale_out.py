@@ -82,6 +82,13 @@ def test_a_cell_whose_experiment_ended_gives_back_its_slots() -> None:
     assert slots.take("b", "t3") and slots.in_use() == 1
 
 
+def test_a_slot_taken_with_spare_leaves_that_many_free_for_others() -> None:
+    slots = TrialSlots(3)
+    assert slots.take("final stage", "s1", spare=1)  # 1 in use, 2 free
+    assert not slots.take("final stage", "s2", spare=2)  # would leave 1 free of the 2 kept
+    assert slots.take("a", "t1") and slots.held("a") == 1
+
+
 class _Trial:
     def __init__(self, mark: str | None) -> None:
         self.user_attrs = {} if mark is None else {DRIVER_ATTR: mark}

@@ -22,6 +22,7 @@ import json
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,8 @@ class FinalStage:
         self.errors: list[str] = []
         self.slots: TrialSlots | None = None
         self.resources: dict[str, float] = {}
+        #: slots to leave free for others first in line (searches still to start trials)
+        self.spare: Callable[[], int] = lambda: 0
         self._remote: Any = None
 
     def plan(self, cells: list[Cell]) -> list[FinalJob]:
@@ -273,7 +276,8 @@ class FinalStage:
         import ray
 
         assert self.slots is not None, "attach() the study's slots first"
-        while self.queue and self.slots.take(self.SLOT_OWNER, _slot_key(self.queue[0])):
+        spare = self.spare() if self.queue else 0
+        while self.queue and self.slots.take(self.SLOT_OWNER, _slot_key(self.queue[0]), spare):
             self._submit(self.queue.pop(0))
         if not self.pending:
             if timeout > 0:

@@ -41,6 +41,7 @@ from faerec.study.signals import InterruptGuard, StopNow, StudyInterrupted
 from faerec.study.spec import Cell, StudySpec
 from faerec.study.store import (
     StudyStore,
+    count_trials,
     open_storage,
     optuna_study_name,
     write_json_atomic,
@@ -188,6 +189,20 @@ class StudyRunner:
             self.guard.pending = lambda: _epochs_in_flight(sum(len(m.running) for m in monitors))
             self.guard.immediate = False  # a search round stops after the epochs in flight
             searching = {s.cell.cell_id for s in pending}
+
+            def wanted_by_searches() -> int:
+                """Slots the searches will still take: the trials they have yet to start.
+                Final runs leave them free, so a search is never slowed by final runs; they
+                fill only the slots its last trials leave idle."""
+                wanted = 0
+                for search in pending:
+                    if not search.ended.is_set():
+                        counts = count_trials(search.study.get_trials(deepcopy=False))
+                        held = slots.held(search.cell.cell_id)
+                        wanted += max(0, search.target - counts.done - held)
+                return min(wanted, slots.total)
+
+            stage.spare = wanted_by_searches
 
             def tick() -> None:
                 """The final runs of cells done searching, while the others search."""

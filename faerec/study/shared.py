@@ -41,13 +41,14 @@ class TrialSlots:
         self._held: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
-    def take(self, cell_id: str, trial_id: str) -> bool:
-        """A slot for ``trial_id`` of ``cell_id``; False when all are in use."""
+    def take(self, cell_id: str, trial_id: str, spare: int = 0) -> bool:
+        """A slot for ``trial_id`` of ``cell_id``; False when all are in use, or when taking one
+        would leave fewer than ``spare`` free (kept for others that come first)."""
         with self._lock:
             held = self._held.setdefault(cell_id, set())
             if trial_id in held:
                 return True
-            if self.in_use() >= self.total:
+            if self.in_use() + spare >= self.total:
                 return False
             held.add(trial_id)
             return True
@@ -63,6 +64,11 @@ class TrialSlots:
 
     def in_use(self) -> int:
         return sum(len(held) for held in self._held.values())
+
+    def held(self, cell_id: str) -> int:
+        """The slots ``cell_id`` holds now (its trials running)."""
+        with self._lock:
+            return len(self._held.get(cell_id, ()))
 
 
 def driver_mark(study_root: str | Path) -> str:

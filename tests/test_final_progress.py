@@ -16,7 +16,7 @@ import pytest
 from faerec.results import EpochReport
 from faerec.study.final import PROGRESS_FILE, FinalJob, ProgressWriter, RunWatch
 from faerec.study.progress import ProgressView
-from faerec.study.store import CellStore
+from faerec.study.store import CellStore, TrialCounts
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 CELL = "beauty__fmlprec__backbone"
@@ -77,7 +77,7 @@ def test_a_terminal_draws_a_final_run_under_its_cell_until_it_ends() -> None:
 
 def test_final_stage_eta_counts_running_runs_epochs_left_at_their_own_epoch_time() -> None:
     view = ProgressView(stream=io.StringIO(), tty=False)
-    view.add_cell("c1", target=4, max_epochs=10, final_total=2, complete=4)
+    view.add_cell("c1", target=4, max_epochs=10, final_total=2, trials=TrialCounts(complete=4))
     view.trial_epoch("c1", 0, 9, 10, "ndcg@20", 0.03, epoch_seconds=30.0)  # the search's epochs
     view.update("c1", stage="final", running=2)
     view.final_epoch("c1", 2024, False, 4, 10, "ndcg@20", 0.02, None, 60.0)

@@ -16,7 +16,7 @@ from faerec.run_progress import RunProgress, format_seconds, say
 from faerec.study.progress import ProgressView, plan_study, show_trial_epoch
 from faerec.study.signals import InterruptGuard, StopNow
 from faerec.study.spec import parse_spec_text
-from faerec.study.store import StudyStore
+from faerec.study.store import StudyStore, TrialCounts
 from faerec.study.trainable import HISTORY_KEY, SECONDS_KEY
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
@@ -212,7 +212,7 @@ def test_every_line_of_a_log_starts_with_a_timestamp() -> None:
     view = planned_view(stream)
     view.message("ray: starting a local Ray (2 CPUs)")
     view.trial_epoch("c1", 0, 0, 10, "ndcg@20", 0.03, epoch_seconds=30.0)
-    view.update("c1", complete=1, running=0)
+    view.update("c1", trials=TrialCounts(complete=1), running=0)
     lines = stream.getvalue().splitlines()
     assert len(lines) >= 5 and all(re.match(rf"^{STAMP} \S", line) for line in lines)
 
@@ -244,7 +244,7 @@ def test_plan_study_counts_the_trials_already_done_on_disk(tmp_path: Path) -> No
     view = ProgressView(stream=io.StringIO(), tty=False)
     plan_study(view, spec, store)
     planned = view.cells[cell.cell_id]
-    assert (planned.target, planned.complete, planned.max_epochs, planned.final_total) == (
+    assert (planned.target, planned.trials.complete, planned.max_epochs, planned.final_total) == (
         4,
         3,
         10,

@@ -35,7 +35,7 @@ from faerec.study.retry import (
 )
 from faerec.study.signals import InterruptGuard, StopNow
 from faerec.study.spec import StudySpec, parse_spec_text
-from faerec.study.store import StudyStore, count_trials, read_csv, read_json
+from faerec.study.store import StudyStore, TrialCounts, count_trials, read_csv, read_json
 from faerec.study.trainable import HISTORY_KEY, restore_checkpoint
 from faerec.training import CHECKPOINT_FILE, CHECKPOINT_FORMAT
 
@@ -114,7 +114,9 @@ def test_progress_counts_an_interrupted_trial_neither_done_nor_failed(spec: Stud
     study.ask()  # left RUNNING by a stopped driver
     retry_interrupted_trials(study)
     fields = search_progress(spec, study.trials, target=4, concurrency=2)
-    assert (fields["complete"], fields["failed"], fields["running"]) == (1, 0, 0)
+    trials = fields["trials"]
+    assert isinstance(trials, TrialCounts)
+    assert (trials.complete, trials.failed, fields["running"]) == (1, 0, 0)
 
 
 # --- retries of interrupted trials ---------------------------------------------------------------

@@ -253,9 +253,7 @@ def search_progress(
         "stage": "search",
         "target": target,
         "running": counts.running,
-        "complete": counts.complete,
-        "pruned": counts.pruned,
-        "failed": counts.failed,
+        "trials": counts,
         "best": best,
         "concurrency": concurrency,
     }

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
 from faerec.run_progress import format_seconds, log_line
+from faerec.study.store import TrialCounts
 from faerec.study.trainable import GPU_MEMORY_KEY, HISTORY_KEY, SECONDS_KEY
 
 if TYPE_CHECKING:
@@ -56,9 +57,8 @@ class CellProgress:
     stage: str = "waiting"  # waiting | search | preset | final | done | failed
     target: int = 0
     running: int = 0
-    complete: int = 0
-    pruned: int = 0
-    failed: int = 0
+    #: the search's trials by state, as the store counts them
+    trials: TrialCounts = field(default_factory=TrialCounts)
     best: str = ""
     #: when the final stage is expected to end, from its measured run times (time.monotonic())
     eta_at: float | None = None
@@ -79,18 +79,15 @@ class CellProgress:
     final_epochs_seen: int = 0
     final_epoch_seconds: float = 0.0
 
-    @property
-    def done(self) -> int:
-        return self.complete + self.pruned + self.failed
-
     def text(self, width: int, eta: float | None) -> str:
         """The cell's line; ``eta`` is the seconds its current stage has left, if known."""
         parts = [self.cell_id.ljust(width), self.stage.ljust(6)]
         if self.stage == "search":
-            parts.append(f"{self.done}/{self.target} trials")
+            trials = self.trials
+            parts.append(f"{trials.done}/{self.target} trials")
             parts.append(
-                f"running {self.running}  complete {self.complete}  pruned {self.pruned}  "
-                f"failed {self.failed}"
+                f"running {self.running}  complete {trials.complete}  pruned {trials.pruned}  "
+                f"failed {trials.failed}"
             )
         elif self.stage == "final":
             parts.append(f"{self.final_done}/{self.final_total} seeds  running {self.running}")
@@ -383,7 +380,7 @@ class ProgressView:
             return None
         mine = [t for t in self.trials.values() if t.cell_id == cell.cell_id and not t.final]
         epochs = sum(t.epochs_left for t in mine)
-        not_started = max(0, cell.target - cell.done - len(mine))
+        not_started = max(0, cell.target - cell.trials.done - len(mine))
         epochs += not_started * cell.max_epochs
         return epochs * per_epoch + not_started * self._setup_time(cell)
 
@@ -521,9 +518,7 @@ def plan_study(progress: ProgressView, spec: StudySpec, store: StudyStore) -> No
             target=spec.trials_for(cell) if searched else 0,
             max_epochs=spec.cell_config(cell).train.max_epochs,
             final_total=finals,
-            complete=counts.complete if counts else 0,
-            pruned=counts.pruned if counts else 0,
-            failed=counts.failed if counts else 0,
+            trials=counts or TrialCounts(),
             epochs_seen=len(timed),
             epoch_seconds=sum(timed),
         )

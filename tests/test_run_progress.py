@@ -207,6 +207,40 @@ def test_final_stage_eta_counts_the_seeds_left_before_any_run_ended() -> None:
     assert "1/2 seeds  running 1  ETA 5m00s at most" in stream.getvalue()  # 1 run x 10 x 30 s
 
 
+def test_study_eta_says_only_at_most_before_any_run_ended() -> None:
+    view = planned_view(io.StringIO())
+    view.trial_epoch("c1", 0, 0, 10, "ndcg@20", 0.03, epoch_seconds=30.0, trial_seconds=30.0)
+    assert view.study_text(0.0) == "study eta  ETA 29m30s at most"
+
+
+def test_study_eta_is_likely_as_long_as_the_runs_that_ended() -> None:
+    view = planned_view(io.StringIO())
+    for epoch in (0, 1):  # trial 0 is pruned after 2 epochs of 30 s
+        view.trial_epoch(
+            "c1",
+            0,
+            epoch,
+            10,
+            "ndcg@20",
+            0.03,
+            epoch_seconds=30.0,
+            trial_seconds=30.0 * (epoch + 1),
+        )
+    view.trial_done("c1", 0)
+    view.update("c1", trials=TrialCounts(pruned=1), running=0)
+    # likely: 3 trials x 2 epochs, then 2 final runs as long as the longest trial, 2 epochs;
+    # at most: every run to its 10 epochs
+    assert view.study_text(0.0) == "study eta  ETA ~5m00s (at most 25m00s)"
+
+
+def test_epoch_time_follows_this_drivers_latest_epochs_not_the_slower_ones_on_disk() -> None:
+    view = planned_view(io.StringIO())
+    view.add_cell("c1", epochs_seen=10, epoch_seconds=1000.0)  # 100 s each, a busier day
+    for epoch in range(3):
+        view.trial_epoch("c1", 0, epoch, 10, "ndcg@20", 0.03, epoch_seconds=30.0)
+    assert view.epoch_time(view.cells["c1"]) == 30.0
+
+
 def test_every_line_of_a_log_starts_with_a_timestamp() -> None:
     stream = io.StringIO()
     view = planned_view(stream)

@@ -29,11 +29,13 @@ search and final stage.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -47,6 +49,11 @@ if TYPE_CHECKING:
 
 #: how often, at most, a log repeats the study's line between cell changes
 LOG_INTERVAL_S = 300.0
+#: the epoch time of a cell's ETAs is the mean of its latest RECENT_EPOCHS trial epochs seen
+#: by this driver, once it has MIN_RECENT_EPOCHS of them (the load may have changed since the
+#: epochs on disk)
+RECENT_EPOCHS = 20
+MIN_RECENT_EPOCHS = 3
 
 
 @dataclass
@@ -78,6 +85,25 @@ class CellProgress:
     #: the epochs of final runs among them (the final configuration's own epoch time)
     final_epochs_seen: int = 0
     final_epoch_seconds: float = 0.0
+    #: runs that ended and their epochs, for the likely ETA: search trials (pruned ones
+    #: included), the longest of them, and final runs
+    #: seconds of the latest epochs this driver saw (the machine's load now, not last week's)
+    recent_epochs: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_EPOCHS))
+    trials_ended: int = 0
+    trial_epochs: int = 0
+    longest_trial: int = 0
+    finals_ended: int = 0
+    final_epochs: int = 0
+
+    def ended(self, epochs: int, final: bool) -> None:
+        """A run of the cell ended after ``epochs`` epochs."""
+        if final:
+            self.finals_ended += 1
+            self.final_epochs += epochs
+        else:
+            self.trials_ended += 1
+            self.trial_epochs += epochs
+            self.longest_trial = max(self.longest_trial, epochs)
 
     def text(self, width: int, eta: float | None) -> str:
         """The cell's line; ``eta`` is the seconds its current stage has left, if known."""
@@ -309,6 +335,8 @@ class ProgressView:
             if epoch_seconds is not None:
                 cell.epochs_seen += 1
                 cell.epoch_seconds += epoch_seconds
+                if not final:
+                    cell.recent_epochs.append(epoch_seconds)
                 if final:
                     cell.final_epochs_seen += 1
                     cell.final_epoch_seconds += epoch_seconds
@@ -332,7 +360,13 @@ class ProgressView:
 
     def _run_done(self, cell_id: str, label: str) -> None:
         with self._lock:
-            if self.trials.pop((cell_id, label), None) is not None and self.tty:
+            trial = self.trials.pop((cell_id, label), None)
+            if trial is None:
+                return
+            self.cells.setdefault(cell_id, CellProgress(cell_id)).ended(
+                trial.epoch + 1, trial.final
+            )
+            if self.tty:
                 self._dirty = True
 
     def message(self, text: str) -> None:
@@ -357,7 +391,10 @@ class ProgressView:
     # -- estimates -----------------------------------------------------------------------
 
     def epoch_time(self, cell: CellProgress) -> float | None:
-        """Mean seconds per epoch of ``cell``; of every cell when it has none yet."""
+        """Mean seconds per epoch of ``cell``: of its latest epochs in this driver once there
+        are a few, else of all it has (on disk too); of every cell when it has none yet."""
+        if len(cell.recent_epochs) >= MIN_RECENT_EPOCHS:
+            return sum(cell.recent_epochs) / len(cell.recent_epochs)
         if cell.epochs_seen:
             return cell.epoch_seconds / cell.epochs_seen
         seen = sum(c.epochs_seen for c in self.cells.values())
@@ -371,21 +408,66 @@ class ProgressView:
         seen = sum(c.setups_seen for c in self.cells.values())
         return sum(c.setup_seconds for c in self.cells.values()) / seen if seen else 0.0
 
-    def search_left(self, cell: CellProgress) -> float | None:
-        """Seconds of work (one trial at a time) the cell's search has left, at most."""
+    def typical_epochs(self, cell: CellProgress, final: bool) -> float | None:
+        """How many epochs a run of ``cell`` likely trains, from the runs that ended: the
+        mean of its trials (pruned ones included) or of its final runs; for final runs before
+        any of the cell's ended, its longest trial (a trial that was not pruned), then the mean
+        of the other cells' final runs, then the longest trial of any cell. None: nothing to go
+        by yet."""
+        if final:
+            if cell.finals_ended:
+                return cell.final_epochs / cell.finals_ended
+            if cell.longest_trial:
+                return float(cell.longest_trial)
+            ended = sum(c.finals_ended for c in self.cells.values())
+            epochs = sum(c.final_epochs for c in self.cells.values())
+            if not ended:  # a cell without a search, before any final run ended
+                longest = max(c.longest_trial for c in self.cells.values())
+                return float(longest) if longest else None
+        else:
+            if cell.trials_ended:
+                return cell.trial_epochs / cell.trials_ended
+            ended = sum(c.trials_ended for c in self.cells.values())
+            epochs = sum(c.trial_epochs for c in self.cells.values())
+        return epochs / ended if ended else None
+
+    def _epochs_left(
+        self, cell: CellProgress, running: list[TrialProgress], not_started: int, likely: bool
+    ) -> float | None:
+        """Epochs the running and not yet started runs have left: at most (every run to
+        ``max_epochs``), or likely (:meth:`typical_epochs`, a running run at least one more)."""
+        if not likely:
+            return sum(t.epochs_left for t in running) + not_started * cell.max_epochs
+        final = bool(running[0].final) if running else cell.stage == "final"
+        typical = self.typical_epochs(cell, final)
+        if typical is None:
+            return None
+        typical = min(typical, float(cell.max_epochs))
+        left = sum(
+            min(float(t.epochs_left), max(1.0, typical - t.epoch - 1))
+            for t in running
+            if t.epochs_left
+        )
+        return left + not_started * typical
+
+    def search_left(self, cell: CellProgress, likely: bool = False) -> float | None:
+        """Seconds of work (one trial at a time) the cell's search has left: at most, or
+        ``likely`` (from the trials that ended)."""
         if cell.stage not in ("waiting", "search") or not cell.target:
             return 0.0
         per_epoch = self.epoch_time(cell)
         if per_epoch is None or not cell.max_epochs:
             return None
         mine = [t for t in self.trials.values() if t.cell_id == cell.cell_id and not t.final]
-        epochs = sum(t.epochs_left for t in mine)
         not_started = max(0, cell.target - cell.trials.done - len(mine))
-        epochs += not_started * cell.max_epochs
+        epochs = self._epochs_left(cell, mine, not_started, likely)
+        if epochs is None:
+            return None
         return epochs * per_epoch + not_started * self._setup_time(cell)
 
-    def final_left(self, cell: CellProgress) -> float | None:
-        """Seconds of work (one run at a time) the cell's final stage has left, at most."""
+    def final_left(self, cell: CellProgress, likely: bool = False) -> float | None:
+        """Seconds of work (one run at a time) the cell's final stage has left: at most, or
+        ``likely`` (from the runs that ended)."""
         runs = max(0, cell.final_total - cell.final_done)
         if not runs or cell.stage in ("failed", "done"):
             return 0.0
@@ -396,7 +478,15 @@ class ProgressView:
             return None
         running = [t for t in self.trials.values() if t.cell_id == cell.cell_id and t.final]
         not_started = max(0, runs - len(running))
-        epochs = sum(t.epochs_left for t in running) + not_started * cell.max_epochs
+        if likely and not running:
+            typical = self.typical_epochs(cell, final=True)
+            if typical is None:
+                return None
+            epochs: float | None = not_started * min(typical, float(cell.max_epochs))
+        else:
+            epochs = self._epochs_left(cell, running, not_started, likely)
+        if epochs is None:
+            return None
         return epochs * per_epoch + not_started * self._setup_time(cell)
 
     def _slots(self) -> int:
@@ -411,14 +501,15 @@ class ProgressView:
             left = self.final_left(cell)
         return None if left is None else left / max(1, cell.concurrency)
 
-    def study_eta(self, now: float) -> float | None:
-        """Seconds the whole study has left, at most (None: no epoch time known yet)."""
+    def study_eta(self, now: float, likely: bool = False) -> float | None:
+        """Seconds the whole study has left: at most, or ``likely`` (runs as long as those
+        that ended); None when not known yet."""
         finals = [c.eta_at for c in self.cells.values() if c.stage == "final" and c.eta_at]
-        if finals:  # the final stage runs, with measured run times: the last cell's end
-            return max(0.0, max(finals) - now)
+        if finals and all(c.stage != "search" for c in self.cells.values()):
+            return max(0.0, max(finals) - now)  # measured run times: the last cell's end
         total = 0.0
         for cell in self.cells.values():
-            search, final = self.search_left(cell), self.final_left(cell)
+            search, final = self.search_left(cell, likely), self.final_left(cell, likely)
             if search is None or final is None:
                 return None
             total += search + final
@@ -440,6 +531,9 @@ class ProgressView:
             when = "nothing left to train"
         elif eta is not None:
             when = f"ETA {format_seconds(eta)} at most"
+            likely = self.study_eta(now, likely=True)
+            if likely is not None and likely < eta:
+                when = f"ETA ~{format_seconds(likely)} (at most {format_seconds(eta)})"
         return f"study {self.name}  {when}" if self.name else f"study  {when}"
 
     # -- terminal drawing ----------------------------------------------------------------
@@ -522,6 +616,14 @@ def plan_study(progress: ProgressView, spec: StudySpec, store: StudyStore) -> No
             epochs_seen=len(timed),
             epoch_seconds=sum(timed),
         )
+        planned = progress.cells[cell.cell_id]
+        for row in read_csv(cell_store.trials_csv) if searched else []:
+            epochs = _float(row.get("epochs"))
+            if row.get("state") in ("COMPLETE", "PRUNED") and epochs:
+                planned.ended(int(epochs), final=False)
+        for path in sorted(cell_store.final_dir.glob("*seed_*.json")):
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                planned.ended(int(json.loads(path.read_text())["epochs_trained"]), final=True)
 
 
 def show_trial_epoch(

@@ -493,9 +493,8 @@ class ProgressView:
         return max([1] + [c.concurrency for c in self.cells.values()])
 
     def stage_eta(self, cell: CellProgress, now: float) -> float | None:
-        """Seconds the cell's current stage has left, at most (None: not known yet)."""
-        if cell.stage == "final" and cell.eta_at is not None:
-            return max(0.0, cell.eta_at - now)
+        """Seconds the cell's current stage has left, at most (None: not known yet); the
+        measured run times (``eta_at``) are no bound, so only the study's likely ETA uses them."""
         left = self.search_left(cell) if cell.stage == "search" else None
         if cell.stage == "final":
             left = self.final_left(cell)
@@ -505,7 +504,7 @@ class ProgressView:
         """Seconds the whole study has left: at most, or ``likely`` (runs as long as those
         that ended); None when not known yet."""
         finals = [c.eta_at for c in self.cells.values() if c.stage == "final" and c.eta_at]
-        if finals and all(c.stage != "search" for c in self.cells.values()):
+        if likely and finals and all(c.stage != "search" for c in self.cells.values()):
             return max(0.0, max(finals) - now)  # measured run times: the last cell's end
         total = 0.0
         for cell in self.cells.values():

@@ -71,6 +71,18 @@ def studies(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
         searched=(),
         converged=("backbone",),
     )
+    write_json_atomic(  # stopped once (killed: no end), resumed the next day
+        beauty / "sessions.json",
+        [
+            {"started": "2026-12-01T10:00:00+00:00", "last_seen": "2026-12-01T10:30:00+00:00"},
+            {
+                "started": "2026-12-02T10:00:00+00:00",
+                "last_seen": "2026-12-02T11:00:00+00:00",
+                "ended": "2026-12-02T11:00:00+00:00",
+                "outcome": "finished",
+            },
+        ],
+    )
     return [searched, lrurec, beauty]
 
 
@@ -337,6 +349,12 @@ def test_cost_table_sums_the_final_runs(document: Document) -> None:
 def test_study_wall_time_comes_from_study_json(report: Path) -> None:
     md = (report / "report.md").read_text()
     assert "**Study wall time (ml-sasrec):** 1 h 30 min" in md
+
+
+def test_study_running_time_sums_the_driver_sessions_without_the_pause(report: Path) -> None:
+    md = (report / "report.md").read_text()
+    assert "**Study running time (beauty-sasrec):** 1 h 30 min (2 driver sessions)" in md
+    assert "Study running time (ml-sasrec)" not in md  # no sessions.json: not recorded
 
 
 # --- escaping -------------------------------------------------------------------------------

@@ -191,6 +191,12 @@ def test_a_cell_without_search_starts_its_seeds_before_the_searched_cell_ends(
     assert first_start(PRESET) < first_start(SEARCHED)
 
 
+def test_the_driver_session_is_recorded_with_its_outcome(study: Study) -> None:
+    first = read_json(study.dir / "sessions.json")[0]
+    assert first["outcome"] == "finished" and first["ended"] >= first["started"]
+    assert first["command"].startswith("faerec-study run ")
+
+
 def test_finished_tune_experiment_keeps_no_checkpoints(study: Study) -> None:
     tune_dir = study.cell(SEARCHED) / "tune"
     assert read_json(tune_dir / "experiments.json")["experiments"][0]["status"] == "finished"

@@ -39,6 +39,7 @@ from faerec.report.tables import (
     study_wall_seconds,
     trial_counts_text,
 )
+from faerec.study.sessions import active_seconds
 from faerec.text import plural
 
 #: significance marks and the not-converged note, as every format prints them
@@ -856,14 +857,20 @@ def build_document(model: ReportModel, figures: Mapping[str, _FigureInfo]) -> Do
             Part(f"Search details: {section.title}", f"{section.anchor}-search", 2, searches)
         )
     cost_blocks: list[Block] = [cost_table(model.costs, numbers)]
-    walls = [(s.name, study_wall_seconds(s)) for s in model.studies]
-    cost_blocks.append(
-        Facts([(f"Study wall time ({name})", fmt_duration(wall)) for name, wall in walls])
-    )
+    facts: list[tuple[str, str]] = []
+    for study in model.studies:
+        active = active_seconds(study.sessions)
+        if active is not None:
+            runs = plural(len(study.sessions), "driver session")
+            facts.append((f"Study running time ({study.name})", f"{fmt_duration(active)} ({runs})"))
+        facts.append((f"Study wall time ({study.name})", fmt_duration(study_wall_seconds(study))))
+    cost_blocks.append(Facts(facts))
     cost_blocks.append(
         Text(
-            "Study wall time: study.json created to updated, pauses between a stop and its "
-            "resume included.",
+            "Running time: the drivers' sessions summed (sessions.json; a killed driver counts "
+            "to its last sign of life, at most a minute short), pauses between a stop and its "
+            "resume excluded; absent for studies run before sessions were recorded. Wall time: "
+            "study.json created to updated, pauses included.",
             muted=True,
         )
     )

@@ -18,6 +18,7 @@ import pandas as pd
 
 from faerec.errors import DataError
 from faerec.results import TIDY_COLUMNS, RunResult
+from faerec.study.sessions import read_sessions
 from faerec.study.store import CellStore, StudyStore, read_json
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ class StudyRecord:
     incomplete: list[str] = field(default_factory=list)
     #: spec.yaml as the user wrote it ("" when absent)
     spec_text: str = ""
+    #: sessions.json: when its drivers ran (faerec.study.sessions)
+    sessions: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def description(self) -> str:
@@ -217,6 +220,10 @@ def load_study(study_dir: Path, *, allow_incomplete: bool = False) -> StudyRecor
             path=study_dir,
         )
     spec_text = store.read_spec_text()
+    try:
+        sessions = read_sessions(store.sessions_json)
+    except (OSError, ValueError):  # the time it ran is a fact about cost, never a result
+        sessions = []
     return StudyRecord(
         name=name,
         path=study_dir,
@@ -224,6 +231,7 @@ def load_study(study_dir: Path, *, allow_incomplete: bool = False) -> StudyRecor
         cells=cells,
         incomplete=incomplete,
         spec_text=spec_text,
+        sessions=sessions,
     )
 
 

@@ -37,6 +37,7 @@ from faerec.study.bookkeeping import (
 from faerec.study.progress import ProgressView, plan_study
 from faerec.study.ray_session import QUIET_RAY_ENVIRONMENT as QUIET_RAY_ENVIRONMENT  # re-export
 from faerec.study.ray_session import RaySession
+from faerec.study.sessions import DriverSession
 from faerec.study.signals import InterruptGuard, StopNow, StudyInterrupted
 from faerec.study.spec import Cell, StudySpec
 from faerec.study.store import (
@@ -89,14 +90,20 @@ class StudyRunner:
         self.aborted = False
         #: the trial trainable's registered name (faerec.study.tune_setup)
         self.trainable = ""
+        #: this driver's entry in sessions.json, once the store is ready
+        self.session: DriverSession | None = None
 
     # -- top level -----------------------------------------------------------------------
 
     def run(self) -> int:
+        outcome = "error"
         try:
             with self.guard:
-                return self.run_stages()
+                code = self.run_stages()
+                outcome = "finished" if code == 0 else "failed"
+                return code
         except (StudyInterrupted, StopNow):
+            outcome = "interrupted"
             self.progress.close()
             hint = f"faerec-study resume {self.spec.name}"
             default_dir = Path("studies").resolve()
@@ -107,12 +114,15 @@ class StudyRunner:
         finally:
             self.progress.close()
             self.ray.shutdown()
+            if self.session is not None:
+                self.session.close(outcome)
 
     def run_stages(self) -> int:
         """Store, search, final stage, results and report; under the interrupt guard, which
         stops at once everywhere but in a search round (there it waits for the epochs)."""
         self.guard.immediate = True
         prepare_store(self.spec, self.store, self.options.command)
+        self.session = DriverSession(self.store.sessions_json, self.options.command).start()
         plan_study(self.progress, self.spec, self.store)
         searched: list[Cell] = []
         for cell in self.spec.cells():

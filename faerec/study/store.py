@@ -69,6 +69,9 @@ studies/<name>/
                          #  "cells": ["<cell_id>", ...]}
   driver.lock            # the running driver: {"pid", "host", "since", "command"}, locked with
                          #  flock while it runs; empty (or stale, lock free) otherwise
+  sessions.json          # the drivers that ran it: [{"started", "last_seen", "ended" (null
+                         #  while running, or for a killed driver), "outcome" (finished|failed|
+                         #  interrupted|error), "host", "pid", "command"}] (faerec.study.sessions)
   results.csv            # tidy final-stage table, columns:
                          #  study,dataset,backbone,method,seed,split,group,metric,k,value,n_users
   cells/<cell_id>/       # cell_id = "<dataset>__<backbone>__<method>" (dataset name sanitised)
@@ -672,6 +675,10 @@ class StudyStore:
     @property
     def results_csv(self) -> Path:
         return self.root / "results.csv"
+
+    @property
+    def sessions_json(self) -> Path:
+        return self.root / "sessions.json"
 
     @property
     def lock_file(self) -> Path:

@@ -54,6 +54,9 @@ class EpochReport:
     weights: dict[str, float] = field(default_factory=dict)
     #: peak GPU memory torch allocated during the epoch and its validation, in MiB (CUDA only)
     gpu_mem_mb: float | None = None
+    #: CPU seconds of this process (all its threads) over the epoch and its validation: the
+    #: cost on a shared machine, where ``seconds`` also counts the time others held the cores
+    cpu_seconds: float | None = None
 
 
 @dataclass

@@ -534,7 +534,7 @@ def _train_epoch(run: _Run, epoch: int, bar: RunProgress | None) -> EpochReport:
     """One epoch, its validation when due, and the state's bookkeeping; the epoch's report."""
     state, config, device = run.state, run.config, run.device
     max_epochs = config.train.max_epochs
-    epoch_started = time.perf_counter()
+    epoch_started, cpu_started = time.perf_counter(), time.process_time()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     if bar is not None:
@@ -566,6 +566,7 @@ def _train_epoch(run: _Run, epoch: int, bar: RunProgress | None) -> EpochReport:
         checkpoint_dir=None if run.checkpoint_path is None else str(run.checkpoint_path.parent),
         weights=weights,
         gpu_mem_mb=_peak_gpu_memory_mb(device),
+        cpu_seconds=time.process_time() - cpu_started,
     )
     state.history.append(report)
     state.seconds = run.seconds_before + (time.perf_counter() - run.started)

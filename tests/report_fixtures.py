@@ -170,6 +170,7 @@ def simulated_run(
                 best_epoch=min(epoch, best_epoch),
                 seconds=0.8,
                 weights=weights,
+                cpu_seconds=1.5,  # 2 threads; the trials' epochs.csv rows record none
             )
         )
     return RunResult(

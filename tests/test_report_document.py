@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -344,6 +345,24 @@ def test_cost_table_sums_the_final_runs(document: Document) -> None:
     # 7 cells (the retrained preset is one) x 2 seeds x 9.6 s
     assert total.cells[7].value == "14" and total.cells[8].value == "2 min 14 s"
     assert not math.isnan(float(total.cells[5].value))
+
+
+def test_cpu_hours_count_the_epochs_that_recorded_cpu_time(studies: list[Path]) -> None:
+    model = build_model([load_study(studies[0])])
+    cost = next(c for c in model.costs if c.cell_id == "ml-100k__sasrec__faerec")
+    cell = next(c for c in load_study(studies[0]).cells if c.cell_id == cost.cell_id)
+    final_epochs = sum(len(r.history) for r in cell.finals.values())
+    assert (cost.cpu_epochs, cost.epochs) == (final_epochs, final_epochs + len(cell.epochs))
+    assert cost.cpu_seconds == pytest.approx(1.5 * final_epochs)
+
+
+def test_cpu_hours_say_which_share_of_the_epochs_recorded_them(document: Document) -> None:
+    row = next(
+        r
+        for r in _table(document, "cost").rows
+        if r.cells[0].hint == "ml-sasrec/ml-100k__sasrec__faerec"
+    )
+    assert re.fullmatch(r"0\.\d\d \(\d+ of \d+ epochs\)", row.cells[10].value)
 
 
 def test_study_wall_time_comes_from_study_json(report: Path) -> None:

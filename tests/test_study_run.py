@@ -131,7 +131,8 @@ def test_epochs_csv_has_every_epoch_of_every_trial(study: Study) -> None:
     rows = read_csv(study.cell(SEARCHED) / "epochs.csv")
     trials = read_csv(study.cell(SEARCHED) / "trials.csv")
     assert len(rows) == sum(int(t["epochs"]) for t in trials)
-    assert {"trial", "epoch", "loss", "ndcg@20", "hr@10", "seconds"} <= set(rows[0])
+    assert {"trial", "epoch", "loss", "ndcg@20", "hr@10", "seconds", "cpu_seconds"} <= set(rows[0])
+    assert all(float(row["cpu_seconds"]) > 0 for row in rows)
 
 
 def test_best_json_holds_the_best_complete_trial(study: Study) -> None:

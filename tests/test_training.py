@@ -366,6 +366,11 @@ def test_cpu_epochs_report_no_gpu_memory(two_epochs: tuple[RunResult, Path]) -> 
     assert [h.gpu_mem_mb for h in result.history] == [None, None]
 
 
+def test_every_epoch_reports_the_cpu_time_it_used(two_epochs: tuple[RunResult, Path]) -> None:
+    result, _ = two_epochs
+    assert all(e.cpu_seconds is not None and e.cpu_seconds > 0 for e in result.history)
+
+
 def test_compiled_encoder_gives_the_same_losses_and_weights_names() -> None:
     # Inductor on this 2-core CPU needs ~150 s for one tiny epoch (C++ compilation), so the CPU
     # test traces with dynamo's eager backend: it checks the wiring (dynamic lengths, in-place

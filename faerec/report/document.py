@@ -631,6 +631,14 @@ def _search_part(model: ReportModel, summary: SearchSummary, key: str, numbers: 
 # --- cost ------------------------------------------------------------------------------------
 
 
+def _cpu_hours(seconds: float, recorded: int, epochs: int) -> str:
+    """CPU-hours of ``recorded`` epochs out of ``epochs``: the share when not all recorded it."""
+    if not recorded:
+        return DASH
+    text = f"{seconds / 3600:.2f}"
+    return text if recorded == epochs else f"{text} ({recorded} of {epochs} epochs)"
+
+
 def cost_table(costs: Sequence[CellCost], numbers: _Numbers) -> Table:
     rows = []
     for cost in costs:
@@ -648,6 +656,7 @@ def cost_table(costs: Sequence[CellCost], numbers: _Numbers) -> Table:
                     Cell(str(cost.n_final)),
                     Cell(fmt_duration(cost.final_seconds)),
                     Cell(fmt_duration(cost.total_seconds)),
+                    Cell(_cpu_hours(cost.cpu_seconds, cost.cpu_epochs, cost.epochs)),
                 ]
             )
         )
@@ -665,6 +674,13 @@ def cost_table(costs: Sequence[CellCost], numbers: _Numbers) -> Table:
                 Cell(str(sum(c.n_final for c in costs))),
                 Cell(fmt_duration(sum(c.final_seconds for c in costs))),
                 Cell(fmt_duration(sum(c.total_seconds for c in costs))),
+                Cell(
+                    _cpu_hours(
+                        sum(c.cpu_seconds for c in costs),
+                        sum(c.cpu_epochs for c in costs),
+                        sum(c.epochs for c in costs),
+                    )
+                ),
             ],
             "summary",
         )
@@ -676,8 +692,11 @@ def cost_table(costs: Sequence[CellCost], numbers: _Numbers) -> Table:
             "Cost per cell. Trials: complete, pruned and failed trials of its search. "
             "Trial-hours: the trials' run times summed. Search wall: first trial start to last "
             "trial end (Optuna's timestamps, pauses of a stopped study included). Final: the "
-            "final runs and their run times summed. Total: search wall + final time. Device: "
-            "where the final runs ran."
+            "final runs and their run times summed. Total: search wall + final time. "
+            "CPU-hours: the CPU time of the trials' and final runs' processes, summed over their "
+            "epochs (on a shared machine the run times also count the time others held the "
+            "cores); where only some epochs recorded it (runs of older versions), the share "
+            "that did is given. Device: where the final runs ran."
         ),
         header=[
             "Cell",
@@ -690,9 +709,10 @@ def cost_table(costs: Sequence[CellCost], numbers: _Numbers) -> Table:
             "Runs",
             "Time",
             "Total",
+            "CPU-hours",
         ],
         rows=rows,
-        spans=[[Span("", 2), Span("Trials", 3), Span("Search", 2), Span("Final", 2), Span("", 1)]],
+        spans=[[Span("", 2), Span("Trials", 3), Span("Search", 2), Span("Final", 2), Span("", 2)]],
         stub=2,
         number=numbers.next_table(),
     )

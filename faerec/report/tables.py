@@ -807,6 +807,11 @@ class CellCost:
     search_wall_seconds: float | None
     final_seconds: float
     n_final: int
+    #: CPU seconds of the trials' and final runs' processes over the epochs that recorded them
+    cpu_seconds: float = 0.0
+    #: epochs that recorded their CPU time, of all epochs trained (trials and final runs)
+    cpu_epochs: int = 0
+    epochs: int = 0
 
     @property
     def total_seconds(self) -> float:
@@ -838,9 +843,22 @@ def cell_costs(
                     search_wall_seconds=summary.search_wall_seconds,
                     final_seconds=float(sum(r.seconds for r in cell.finals.values())),
                     n_final=len(cell.finals),
+                    **_cpu_time(cell),
                 )
             )
     return out
+
+
+def _cpu_time(cell: CellRecord) -> dict[str, Any]:
+    """CPU seconds of a cell's trial epochs (epochs.csv) and final-run epochs (their
+    histories), with how many epochs recorded them (older studies did not)."""
+    recorded = [e.cpu_seconds for r in cell.finals.values() for e in r.history]
+    if not cell.epochs.empty:
+        column = cell.epochs.get("cpu_seconds")
+        values = pd.to_numeric(column, errors="coerce") if column is not None else None
+        recorded += [None] * len(cell.epochs) if values is None else values.tolist()
+    known = [float(v) for v in recorded if v is not None and not math.isnan(float(v))]
+    return {"cpu_seconds": sum(known), "cpu_epochs": len(known), "epochs": len(recorded)}
 
 
 def study_wall_seconds(study: StudyRecord) -> float | None:

@@ -163,7 +163,7 @@ class CellMonitor:
 def epoch_row(number: int, result: dict[str, Any]) -> dict[str, Any]:
     """One epochs.csv row from a trial's epoch result (faerec.study.trainable's keys)."""
     row: dict[str, Any] = {"trial": number, "epoch": result["epoch"]}
-    for key in ("loss", "seconds", "w_item", "w_feat"):
+    for key in ("loss", "seconds", "cpu_seconds", "w_item", "w_feat"):
         if key in result:
             row[key] = result[key]
     for key, value in result.items():

@@ -87,7 +87,7 @@ studies/<name>/
                          #  value, epochs, seconds, error, params (JSON string), retry_of
                          #  (the trial whose parameters this one runs again, else empty)
     epochs.csv           # per trial and epoch: trial, epoch, loss, <valid metrics ...>, seconds,
-                         #  w_item, w_feat
+                         #  cpu_seconds (of the trial's process, all threads), w_item, w_feat
     best.json            # {"params": {...}, "value": float, "trial": int,
                          #  "config": <resolved RunConfig dict of the best trial>}
     final/seed_<s>.json  # faerec.results.RunResult.to_dict() of each final-stage seed,
@@ -107,7 +107,7 @@ FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
 #: the states a trials.csv row can have
 TRIAL_STATES = (*FINISHED_STATES, "RUNNING")
 EPOCH_COLUMNS_HEAD = ("trial", "epoch", "loss")
-EPOCH_COLUMNS_TAIL = ("seconds", "w_item", "w_feat")
+EPOCH_COLUMNS_TAIL = ("seconds", "cpu_seconds", "w_item", "w_feat")
 SEED_FILE = re.compile(r"^seed_(-?\d+)\.json$")
 #: a searched cell's preset retrained on a final seed (faerec.study.reference)
 REFERENCE_SEED_FILE = re.compile(r"^reference_seed_(-?\d+)\.json$")

@@ -82,6 +82,8 @@ class ObjectiveTracker:
             "seconds": report.seconds,
             EPOCHS_KEY: report.epoch + 1,
         }
+        if report.cpu_seconds is not None:
+            result["cpu_seconds"] = report.cpu_seconds
         for name in ("w_item", "w_feat"):
             if name in report.weights:
                 result[name] = report.weights[name]

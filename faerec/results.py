@@ -42,6 +42,7 @@ class EpochReport:
     has just written a resumable checkpoint there.
     """
 
+    #: 0-based in memory (the training loop's index); 1-based in result files (RunResult)
     epoch: int
     loss: float
     loss_parts: dict[str, float]
@@ -57,6 +58,14 @@ class EpochReport:
     #: CPU seconds of this process (all its threads) over the epoch and its validation: the
     #: cost on a shared machine, where ``seconds`` also counts the time others held the cores
     cpu_seconds: float | None = None
+
+
+#: in a result file: where its epoch numbers start (absent: 0, files of earlier versions)
+EPOCHS_COUNTED_FROM = "epochs_counted_from"
+
+
+def _shift(epoch: int | None, by: int) -> int | None:
+    return None if epoch is None else int(epoch) + by
 
 
 @dataclass
@@ -87,16 +96,35 @@ class RunResult:
     environment: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The result file's payload: epochs counted from 1, as every log line, bar, table and
+        figure counts them (``best_epoch`` and each history entry's ``epoch`` and
+        ``best_epoch``), marked by ``epochs_counted_from``."""
+        payload = asdict(self)
+        payload["best_epoch"] = _shift(payload["best_epoch"], 1)
+        for entry in payload["history"]:
+            entry["epoch"] = _shift(entry["epoch"], 1)
+            entry["best_epoch"] = _shift(entry["best_epoch"], 1)
+        payload[EPOCHS_COUNTED_FROM] = 1
+        return payload
 
     @classmethod
     def from_dict(cls, payload: dict[str, Any]) -> RunResult:
+        """Reads files of every version: those written before ``epochs_counted_from`` count
+        epochs from 0."""
         data = dict(payload)
+        back = -int(data.pop(EPOCHS_COUNTED_FROM, 0))
+        data["best_epoch"] = _shift(data["best_epoch"], back)
         data["valid"] = [GroupMetrics(**g) for g in data["valid"]]
         data["test"] = (
             None if data.get("test") is None else [GroupMetrics(**g) for g in data["test"]]
         )
-        data["history"] = [EpochReport(**h) for h in data["history"]]
+        history = []
+        for entry in data["history"]:
+            entry = dict(entry)
+            entry["epoch"] = _shift(entry["epoch"], back)
+            entry["best_epoch"] = _shift(entry.get("best_epoch"), back)
+            history.append(EpochReport(**entry))
+        data["history"] = history
         return cls(**data)
 
     def tidy_rows(self, study: str, seed: int | None = None) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from faerec.atomic import write_json_atomic
 from faerec.results import EpochReport
 from faerec.study.bookkeeping import (
     CellMonitor,
@@ -178,9 +179,25 @@ def test_a_resumed_trial_gets_the_epochs_of_its_checkpoint_in_epochs_csv(
     monitor.trial_finished(trial.number)
     assert monitor.running == set()
     rows = read_csv(cell_store.epochs_csv)
-    assert [(r["epoch"], r["loss"]) for r in rows] == [("0", "1.5"), ("1", "1.2")]
+    assert [(r["epoch"], r["loss"]) for r in rows] == [("1", "1.5"), ("2", "1.2")]  # from 1
     assert rows[0]["ndcg@20"] == "0.01"
     assert [r["state"] for r in read_csv(cell_store.trials_csv)] == ["COMPLETE"]
+
+
+def test_a_study_created_before_epochs_counted_from_1_keeps_counting_from_0(
+    spec: StudySpec, tmp_path: Path
+) -> None:
+    cell = spec.cells()[0]
+    store = StudyStore.at(tmp_path, "books")
+    cell_store = store.cell(cell.cell_id)
+    cell_store.root.mkdir(parents=True)
+    write_json_atomic(store.study_json, {"name": "books", "spec": {}})  # an older study.json
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask({"train.lr": optuna.distributions.FloatDistribution(1e-4, 1e-2)})
+    monitor = CellMonitor(spec, cell, cell_store, study, ProgressView(io.StringIO()), 4, 2)
+    monitor.trial_result(trial.number, {"epoch": 0, "loss": 1.5})
+    monitor.write_epochs()
+    assert [r["epoch"] for r in read_csv(cell_store.epochs_csv)] == ["0"]
 
 
 # --- checkpoints of a resumed trial ------------------------------------------------------------

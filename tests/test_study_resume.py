@@ -135,7 +135,8 @@ def assert_complete_without_repeats(run: Run) -> None:
         for r in epochs
         if int(r["trial"]) in {t.number for t in ran}
     }
-    assert finished == {(t.number, e) for t in ran for e in range(EPOCHS)}  # retries inherit
+    # retries inherit their checkpoint's epochs; epochs.csv counts from 1
+    assert finished == {(t.number, e) for t in ran for e in range(1, EPOCHS + 1)}
 
 
 def reported_epochs(trial_dir: Path) -> list[int]:

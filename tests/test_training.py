@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -369,6 +370,21 @@ def test_cpu_epochs_report_no_gpu_memory(two_epochs: tuple[RunResult, Path]) -> 
 def test_every_epoch_reports_the_cpu_time_it_used(two_epochs: tuple[RunResult, Path]) -> None:
     result, _ = two_epochs
     assert all(e.cpu_seconds is not None and e.cpu_seconds > 0 for e in result.history)
+
+
+def test_result_files_count_epochs_from_1(two_epochs: tuple[RunResult, Path]) -> None:
+    result, _ = two_epochs
+    payload = result.to_dict()
+    assert payload["epochs_counted_from"] == 1 and payload["best_epoch"] == result.best_epoch + 1
+    assert [h["epoch"] for h in payload["history"]] == [1, 2]
+    assert RunResult.from_dict(payload) == result
+
+
+def test_a_result_file_of_an_earlier_version_counts_from_0(
+    two_epochs: tuple[RunResult, Path],
+) -> None:
+    result, _ = two_epochs
+    assert RunResult.from_dict(dataclasses.asdict(result)) == result  # no epochs_counted_from
 
 
 def test_compiled_encoder_gives_the_same_losses_and_weights_names() -> None:

@@ -143,7 +143,7 @@ def json_payload(result: RunResult) -> dict[str, Any]:
         "method": config["method"],
         "seed": config["train"]["seed"],
         "config": config,
-        "best_epoch": result.best_epoch,
+        "best_epoch": result.best_epoch + 1,  # counted from 1, as in the result files
         "epochs_trained": result.epochs_trained,
         "stop_reason": result.stop_reason,
         "seconds": round(result.seconds, 3),

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from faerec.errors import FaerecError
+from faerec.results import EPOCHS_COUNTED_FROM
 from faerec.study.progress import ProgressView, show_trial_epoch
 from faerec.study.spec import Cell, StudySpec, changed_keys, spec_hash
 from faerec.study.store import (
@@ -107,6 +108,7 @@ class CellMonitor:
         self.target = target
         self.concurrency = max(1, concurrency)
         self.epoch_rows: dict[tuple[int, int], dict[str, Any]] = {}
+        self.epochs_from = cell_store.epochs_from()
         for row in read_csv(cell_store.epochs_csv):
             self.epoch_rows[(int(row["trial"]), int(row["epoch"]))] = row
         self._last_epochs_write = 0.0
@@ -122,10 +124,12 @@ class CellMonitor:
     def trial_result(self, number: int, result: dict[str, Any]) -> None:
         if HISTORY_KEY in result:  # a trial resumed from a checkpoint: the epochs before it
             for earlier in json.loads(result[HISTORY_KEY]):
-                self.epoch_rows[(number, int(earlier["epoch"]))] = epoch_row(number, earlier)
+                row = epoch_row(number, earlier, self.epochs_from)
+                self.epoch_rows[(number, int(row["epoch"]))] = row
         if "epoch" not in result:
             return
-        self.epoch_rows[(number, int(result["epoch"]))] = epoch_row(number, result)
+        row = epoch_row(number, result, self.epochs_from)
+        self.epoch_rows[(number, int(row["epoch"]))] = row
         show_trial_epoch(self.progress, self.spec, self.cell, number, result)
         self._epochs_dirty = True
         if time.monotonic() - self._last_epochs_write >= EPOCHS_WRITE_INTERVAL_S:
@@ -160,9 +164,10 @@ class CellMonitor:
         )
 
 
-def epoch_row(number: int, result: dict[str, Any]) -> dict[str, Any]:
-    """One epochs.csv row from a trial's epoch result (faerec.study.trainable's keys)."""
-    row: dict[str, Any] = {"trial": number, "epoch": result["epoch"]}
+def epoch_row(number: int, result: dict[str, Any], epochs_from: int = 1) -> dict[str, Any]:
+    """One epochs.csv row from a trial's epoch result (faerec.study.trainable's keys, whose
+    ``epoch`` is the 0-based index), its epoch counted from ``epochs_from``."""
+    row: dict[str, Any] = {"trial": number, "epoch": int(result["epoch"]) + epochs_from}
     for key in ("loss", "seconds", "cpu_seconds", "w_item", "w_feat"):
         if key in result:
             row[key] = result[key]
@@ -277,6 +282,7 @@ def prepare_store(spec: StudySpec, store: StudyStore, command: str) -> None:
     """Create or re-open ``studies/<name>/``; refuse a spec that changed what results mean."""
     spec_dict = spec.to_dict()
     created = _now()
+    previous: dict[str, Any] = {}
     if store.exists():
         previous = store.load_study_json()
         changes = changed_keys(previous["spec"], spec_dict)
@@ -300,6 +306,8 @@ def prepare_store(spec: StudySpec, store: StudyStore, command: str) -> None:
             "spec": spec_dict,
             "created": created,
             "updated": _now(),
+            # a new study counts epochs from 1 in epochs.csv; an older one keeps counting from 0
+            EPOCHS_COUNTED_FROM: previous.get(EPOCHS_COUNTED_FROM, 0) if previous else 1,
             "command": command,
             "versions": {
                 "faerec": _version("faerec-study"),

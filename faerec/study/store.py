@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from faerec.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 from faerec.errors import DataError, FaerecError
-from faerec.results import RunResult
+from faerec.results import EPOCHS_COUNTED_FROM, RunResult
 from faerec.run_progress import say
 from faerec.study.lock import LOCK_FILE, StudyLock
 
@@ -64,7 +64,9 @@ LAYOUT = """\
 studies/<name>/
   spec.yaml              # the user's spec as given (copy)
   study.json             # {"name", "description", "spec_hash", "spec": <resolved spec dict>,
-                         #  "created", "updated", "command": "faerec-study run ...",
+                         #  "created", "updated", "epochs_counted_from": 1 (0 in studies
+                         #  created before it: epochs.csv counts from there),
+                         #  "command": "faerec-study run ...",
                          #  "versions": {"faerec", "torch", "optuna", "ray", "python"},
                          #  "cells": ["<cell_id>", ...]}
   driver.lock            # the running driver: {"pid", "host", "since", "command"}, locked with
@@ -90,7 +92,8 @@ studies/<name>/
                          #  cpu_seconds (of the trial's process, all threads), w_item, w_feat
     best.json            # {"params": {...}, "value": float, "trial": int,
                          #  "config": <resolved RunConfig dict of the best trial>}
-    final/seed_<s>.json  # faerec.results.RunResult.to_dict() of each final-stage seed,
+    final/seed_<s>.json  # faerec.results.RunResult.to_dict() of each final-stage seed
+                         #  (epochs counted from 1, "epochs_counted_from": 1; absent: from 0),
                          #  with test_ranks / test_user_index for paired per-user tests
                          #  and test_user_group ("head"/"tail": the test target item's group)
     final/reference_seed_<s>.json
@@ -436,6 +439,15 @@ class CellStore:
     @property
     def study_root(self) -> Path:
         return self.root.parent.parent
+
+    def epochs_from(self) -> int:
+        """Where ``epochs.csv`` starts counting epochs: 1, or 0 in a study created before
+        study.json recorded ``epochs_counted_from`` (it keeps its convention)."""
+        try:
+            payload = read_json(self.study_root / "study.json")
+        except (OSError, ValueError, DataError):
+            return 1
+        return int(payload.get(EPOCHS_COUNTED_FROM, 0)) if isinstance(payload, dict) else 1
 
     @property
     def cell_json(self) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,7 @@ def test_status_reads_the_store(study: Study, capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert f"{SEARCHED}\n  trials: 3/3 finished" in out
     assert "best: valid.ndcg@20 = " in out and "final: 1/1 seeds" in out
+    assert re.search(r"\n  ran \S+ over 1 driver session since \S+ \(pauses excluded\)\n", out)
     assert f"{PRESET}\n  no search: runs its preset configuration" in out
 
 

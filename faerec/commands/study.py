@@ -7,6 +7,7 @@ import Ray, Optuna or torch, so they answer at once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import sys
 from dataclasses import dataclass
@@ -14,8 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faerec.errors import FaerecError
-from faerec.run_progress import say
+from faerec.run_progress import format_seconds, say
 from faerec.study.lock import LockInfo, StudyLock, StudyLocked
+from faerec.study.sessions import active_seconds, read_sessions
 from faerec.study.spec import SpecError, StudySpec, parse_spec, spec_from_dict
 from faerec.study.store import (
     StudyStore,
@@ -398,6 +400,13 @@ def handle_status(args: argparse.Namespace) -> int:
     if payload.get("description"):
         print(f"  {payload['description']}")
     print(f"  updated {payload.get('updated', '?')}")
+    with contextlib.suppress(OSError, ValueError):  # a fact about cost; never fails status
+        sessions = read_sessions(store.sessions_json)
+        ran = active_seconds(sessions)
+        if ran is not None:
+            runs = plural(len(sessions), "driver session")
+            since = sessions[0].get("started", "?")
+            print(f"  ran {format_seconds(ran)} over {runs} since {since} (pauses excluded)")
     if holder is not None:
         print(f"  state: running, driver {holder.describe()}")
     elif state == "interrupted":

@@ -120,6 +120,7 @@ def test_epochs_csv_puts_metrics_between_loss_and_seconds(tmp_path: Path) -> Non
         "ndcg@5",
         "ndcg@20",
         "seconds",
+        "cpu_seconds",
         "w_item",
         "w_feat",
     ]

@@ -199,7 +199,6 @@ class FinalStage:
         self.queue: list[FinalJob] = []
         self.pending: dict[Any, tuple[FinalJob, float]] = {}
         self.watches: dict[Any, RunWatch] = {}
-        self.durations: list[float] = []
         self.errors: list[str] = []
         self.slots: TrialSlots | None = None
         self.resources: dict[str, float] = {}
@@ -242,10 +241,8 @@ class FinalStage:
             self.show(cell.cell_id, running=0)
         return jobs
 
-    def show(
-        self, cell_id: str, running: int, eta_at: float | None = None, concurrency: int = 1
-    ) -> None:
-        """The cell's line; before the first run ends, the view estimates its ETA from epochs."""
+    def show(self, cell_id: str, running: int, concurrency: int = 1) -> None:
+        """The cell's line (the view estimates its ETA from the epochs it sees)."""
         self.progress.update(
             cell_id,
             concurrency=concurrency,
@@ -253,7 +250,6 @@ class FinalStage:
             final_done=self.done[cell_id],
             final_total=self.totals[cell_id],
             running=running,
-            eta_at=eta_at,
         )
 
     # -- running -------------------------------------------------------------------------
@@ -287,8 +283,7 @@ class FinalStage:
         for watch in self.watches.values():
             watch.poll(self.progress)
         for ref in ready:
-            job, started = self.pending.pop(ref)
-            self.durations.append(time.monotonic() - started)
+            job, _ = self.pending.pop(ref)
             self.watches.pop(ref).done(self.progress)
             self.slots.give_back(self.SLOT_OWNER, _slot_key(job))
             error = self._collect(ref, job)
@@ -359,14 +354,8 @@ class FinalStage:
         running: dict[str, int] = {}
         for job, _ in self.pending.values():
             running[job.cell_id] = running.get(job.cell_id, 0) + 1
-        eta_at = None
-        if self.durations:
-            mean = sum(self.durations) / len(self.durations)
-            waves = (len(self.queue) + len(self.pending) + total - 1) // total
-            eta_at = time.monotonic() + mean * waves
         for cell_id in self.totals:
-            eta = eta_at if running.get(cell_id) else None
-            self.show(cell_id, running.get(cell_id, 0), eta, total)
+            self.show(cell_id, running.get(cell_id, 0), total)
 
 
 def _slot_key(job: FinalJob) -> str:

@@ -67,8 +67,6 @@ class CellProgress:
     #: the search's trials by state, as the store counts them
     trials: TrialCounts = field(default_factory=TrialCounts)
     best: str = ""
-    #: when the final stage is expected to end, from its measured run times (time.monotonic())
-    eta_at: float | None = None
     final_done: int = 0
     final_total: int = 0
     note: str = field(default="")
@@ -493,8 +491,7 @@ class ProgressView:
         return max([1] + [c.concurrency for c in self.cells.values()])
 
     def stage_eta(self, cell: CellProgress, now: float) -> float | None:
-        """Seconds the cell's current stage has left, at most (None: not known yet); the
-        measured run times (``eta_at``) are no bound, so only the study's likely ETA uses them."""
+        """Seconds the cell's current stage has left, at most (None: not known yet)."""
         left = self.search_left(cell) if cell.stage == "search" else None
         if cell.stage == "final":
             left = self.final_left(cell)
@@ -503,9 +500,6 @@ class ProgressView:
     def study_eta(self, now: float, likely: bool = False) -> float | None:
         """Seconds the whole study has left: at most, or ``likely`` (runs as long as those
         that ended); None when not known yet."""
-        finals = [c.eta_at for c in self.cells.values() if c.stage == "final" and c.eta_at]
-        if likely and finals and all(c.stage != "search" for c in self.cells.values()):
-            return max(0.0, max(finals) - now)  # measured run times: the last cell's end
         total = 0.0
         for cell in self.cells.values():
             search, final = self.search_left(cell, likely), self.final_left(cell, likely)

@@ -345,7 +345,7 @@ class StudyRunner:
             outcome.errors.append(
                 f"{cell.cell_id}: all {plural(len(finished), 'trial')} failed: {summary}"
             )
-            self.progress.update(cell.cell_id, stage="failed", running=0, eta_at=None)
+            self.progress.update(cell.cell_id, stage="failed", running=0)
         return outcome
 
     def write_preset_best(self, cell: Cell) -> None:

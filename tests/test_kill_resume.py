@@ -55,6 +55,12 @@ def a_checkpoint_in_flight(study: object) -> bool:
     return any(tune.glob("*/trial_*/checkpoint_*/checkpoint.pt"))
 
 
+def a_final_run_in_flight(study: object) -> bool:
+    """A final-stage run has written its first checkpoint (it has more epochs to train)."""
+    final = study.cell / "final"  # type: ignore[attr-defined]
+    return any(final.glob("*.ckpt/checkpoint.pt"))
+
+
 def _round(tmp_path: Path, kind: str, moment: object, **options: object) -> object:
     study = harness.Study(tmp_path)
     result = harness.run_round(study, 1, kind, moment, **options)
@@ -91,3 +97,15 @@ def test_a_second_sigterm_stops_at_once_and_the_study_still_completes(tmp_path: 
     _round(tmp_path, "SIGTERM-twice", a_checkpoint_in_flight)
     log = (tmp_path / "round1-run.log").read_text()
     assert "SIGTERM again: stopping now" in log
+
+
+def test_sigint_in_the_final_stage_says_how_to_resume_and_records_the_session(
+    tmp_path: Path,
+) -> None:
+    # the driver then waits inside ray.wait, where Ray turns the signal's exception into a
+    # plain KeyboardInterrupt
+    study = _round(tmp_path, "SIGINT", a_final_run_in_flight)
+    log = (tmp_path / "round1-run.log").read_text()
+    assert f"interrupted; resume with: faerec-study resume {harness.NAME}" in log
+    sessions = json.loads((study.studies / harness.NAME / "sessions.json").read_text())  # type: ignore[attr-defined]
+    assert sessions[0]["outcome"] == "interrupted"

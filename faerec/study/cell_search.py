@@ -138,7 +138,7 @@ def run_concurrently(
                     except Exception as error:  # noqa: BLE001 - raised once the cells stopped
                         failure = error
                         abort()
-    except StopNow:
+    except KeyboardInterrupt:  # StopNow, or Ray's KeyboardInterrupt in its place (a tick's wait)
         for search in searches:
             if search.thread is not None and not search.ended.is_set() and search.in_fit:
                 _raise_in(search.thread, StopNow)

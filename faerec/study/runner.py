@@ -38,7 +38,7 @@ from faerec.study.progress import ProgressView, plan_study
 from faerec.study.ray_session import QUIET_RAY_ENVIRONMENT as QUIET_RAY_ENVIRONMENT  # re-export
 from faerec.study.ray_session import RaySession
 from faerec.study.sessions import DriverSession
-from faerec.study.signals import InterruptGuard, StopNow, StudyInterrupted
+from faerec.study.signals import InterruptGuard, StudyInterrupted
 from faerec.study.spec import Cell, StudySpec
 from faerec.study.store import (
     StudyStore,
@@ -102,7 +102,9 @@ class StudyRunner:
                 code = self.run_stages()
                 outcome = "finished" if code == 0 else "failed"
                 return code
-        except (StudyInterrupted, StopNow):
+        except (StudyInterrupted, KeyboardInterrupt):
+            # StopNow, or the plain KeyboardInterrupt that Ray raises in its place when the
+            # signal arrives while the driver waits inside ray.wait/ray.get (the final stage)
             outcome = "interrupted"
             self.progress.close()
             hint = f"faerec-study resume {self.spec.name}"

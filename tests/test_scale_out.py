@@ -161,12 +161,15 @@ def test_a_cell_that_fails_stops_the_other_cells_and_its_error_is_raised(tmp_pat
     spec = parse_spec_text(TWO_CELLS, "spec.yaml", tmp_path)
     store = StudyStore.at(tmp_path / "studies", spec.name)
     stop = threading.Event()
+    fitting = threading.Event()
 
     class RunsUntilStopped:  # stands in for a Tune experiment: ends when its stopper says so
         def fit(self) -> None:
+            fitting.set()
             assert stop.wait(60)
 
     def broken(*args: object) -> Any:
+        assert fitting.wait(60)  # fail while the other cell searches (not before it starts)
         raise FaerecError("no round for this cell")
 
     searches = []

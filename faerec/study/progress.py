@@ -597,7 +597,8 @@ def plan_study(progress: ProgressView, spec: StudySpec, store: StudyStore) -> No
         searched = cell.space is not None
         finals = spec.final_seeds * (2 if searched and spec.final_reference else 1)
         cell_store = store.cell(cell.cell_id)
-        counts = count_trials(read_csv(cell_store.trials_csv)) if searched else None
+        trial_rows = read_csv(cell_store.trials_csv) if searched else []
+        counts = count_trials(trial_rows) if searched else None
         seconds = [_float(row.get("seconds")) for row in read_csv(cell_store.epochs_csv)]
         timed = [s for s in seconds if s is not None]
         progress.add_cell(
@@ -610,7 +611,7 @@ def plan_study(progress: ProgressView, spec: StudySpec, store: StudyStore) -> No
             epoch_seconds=sum(timed),
         )
         planned = progress.cells[cell.cell_id]
-        for row in read_csv(cell_store.trials_csv) if searched else []:
+        for row in trial_rows:
             epochs = _float(row.get("epochs"))
             if row.get("state") in ("COMPLETE", "PRUNED") and epochs:
                 planned.ended(int(epochs), final=False)

@@ -197,7 +197,7 @@ class FinalStage:
         #: the validation score a final run's line shows (a trial's shows the same)
         self.metric = spec.search.objectives[0].name
         self.queue: list[FinalJob] = []
-        self.pending: dict[Any, tuple[FinalJob, float]] = {}
+        self.pending: dict[Any, FinalJob] = {}
         self.watches: dict[Any, RunWatch] = {}
         self.errors: list[str] = []
         self.slots: TrialSlots | None = None
@@ -283,7 +283,7 @@ class FinalStage:
         for watch in self.watches.values():
             watch.poll(self.progress)
         for ref in ready:
-            job, _ = self.pending.pop(ref)
+            job = self.pending.pop(ref)
             self.watches.pop(ref).done(self.progress)
             self.slots.give_back(self.SLOT_OWNER, _slot_key(job))
             error = self._collect(ref, job)
@@ -297,7 +297,7 @@ class FinalStage:
         import ray
 
         self.queue.clear()
-        for ref, (job, _) in list(self.pending.items()):
+        for ref, job in list(self.pending.items()):
             ray.cancel(ref, force=True)
             if self.slots is not None:
                 self.slots.give_back(self.SLOT_OWNER, _slot_key(job))
@@ -331,7 +331,7 @@ class FinalStage:
         job.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         watch = RunWatch(job, self.metric)
         ref = self._remote.remote(job.config, str(job.checkpoint_dir), watch.attempt, self.metric)
-        self.pending[ref] = (job, time.monotonic())
+        self.pending[ref] = job
         self.watches[ref] = watch
         self._show_running()
 
@@ -352,7 +352,7 @@ class FinalStage:
     def _show_running(self) -> None:
         total = self.slots.total if self.slots is not None else 1
         running: dict[str, int] = {}
-        for job, _ in self.pending.values():
+        for job in self.pending.values():
             running[job.cell_id] = running.get(job.cell_id, 0) + 1
         for cell_id in self.totals:
             self.show(cell_id, running.get(cell_id, 0), total)

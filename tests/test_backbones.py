@@ -143,6 +143,21 @@ def test_encode_shapes_and_finite_states(name: str) -> None:
     assert torch.isfinite(states).all()
 
 
+@pytest.mark.parametrize("name", ALL_BACKBONES)
+def test_encode_last_is_the_last_state_of_encode(name: str) -> None:
+    """Ranking reads ``encode_last``: the same vectors as ``encode(...)[:, -1]``, up to float
+    rounding (SASRec runs its last block on one token per row), for rows in several attention
+    buckets, a full row and an empty one."""
+    backbone = make_backbone(name).eval()
+    ids = left_padded_ids([0, 12, *LENGTHS])
+    with torch.no_grad():
+        inputs = backbone.embed(ids, torch.arange(MAX_LEN))
+        last = backbone.encode_last(inputs, ids != 0)
+        states = backbone.encode(inputs, ids != 0)
+    assert last.shape == (ids.shape[0], HIDDEN)
+    torch.testing.assert_close(last, states[:, -1], atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("name", TRIMMABLE)
 def test_packed_backbones_return_zero_states_at_padding(name: str) -> None:
     backbone = make_backbone(name).eval()

@@ -94,6 +94,15 @@ class Backbone(nn.Module, ABC):
     def encode(self, inputs: Tensor, padding_mask: Tensor) -> Tensor:
         """[B, T, d] input embeddings, [B, T] bool (True = real item) -> [B, T, d] states."""
 
+    def encode_last(self, inputs: Tensor, padding_mask: Tensor) -> Tensor:
+        """[B, T, d], [B, T] -> [B, d]: the states at the last position only.
+
+        What ranking needs. A backbone may override it to skip work whose only use is the
+        states at earlier positions (SASRec's last block); the values must be those of
+        ``encode(...)[:, -1]``.
+        """
+        return self.encode(inputs, padding_mask)[:, -1, :]
+
 
 def trim_left_padding(input_ids: Tensor) -> tuple[Tensor, Tensor]:
     """Cut left padding shared by the whole batch; return (ids [B, T], absolute positions [T])."""
@@ -128,20 +137,24 @@ class SequentialRecommender(nn.Module, ABC):
     def scoring_table(self) -> Tensor:
         """[num_items + 2, d] item table that evaluation scores against (computed once per call)."""
 
-    def sequence_states(self, input_ids: Tensor) -> tuple[Tensor, Tensor]:
-        """[B, L] padded ids -> ([B, T, d] states, [B, T] trimmed ids) with T <= L."""
+    def _encoder_inputs(self, input_ids: Tensor) -> tuple[Tensor, Tensor]:
+        """[B, L] padded ids -> ([B, T, d] encoder inputs, [B, T] trimmed ids) with T <= L."""
         if self.trim_padding and self.backbone.supports_trimming:
             ids, positions = trim_left_padding(input_ids)
         else:
             ids = input_ids
             positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        states = self.backbone.encode(self.input_embeddings(ids, positions), ids != 0)
-        return states, ids
+        return self.input_embeddings(ids, positions), ids
+
+    def sequence_states(self, input_ids: Tensor) -> tuple[Tensor, Tensor]:
+        """[B, L] padded ids -> ([B, T, d] states, [B, T] trimmed ids) with T <= L."""
+        inputs, ids = self._encoder_inputs(input_ids)
+        return self.backbone.encode(inputs, ids != 0), ids
 
     def last_state(self, input_ids: Tensor) -> Tensor:
         """[B, L] -> [B, d]: the user representation at the last position."""
-        states, _ = self.sequence_states(input_ids)
-        return states[:, -1, :]
+        inputs, ids = self._encoder_inputs(input_ids)
+        return self.backbone.encode_last(inputs, ids != 0)
 
     def full_sort_predict(self, input_ids: Tensor, table: Tensor | None = None) -> Tensor:
         """[B, L] -> [B, num_items + 2] scores. Pass ``table`` to reuse one across batches."""

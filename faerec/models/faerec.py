@@ -179,10 +179,13 @@ class FAERecRecommender(SequentialRecommender):
         The wide first layer (d_llm -> d_llm/2) runs once per distinct id, then the rows are
         gathered and the dropout and second layer run per occurrence. Same values and the same
         per-occurrence dropout as mapping every occurrence, at a fraction of the cost (a batch
-        has ~12k tokens but ~2k distinct items).
+        has ~12k tokens but ~2k distinct items). In eval mode there is no dropout to draw, so
+        the second layer runs once per distinct id too.
         """
         distinct, inverse = torch.unique(item_ids, return_inverse=True)
         features = self.adapter.features(self.llm_item_table[distinct])
+        if not self.training:
+            return self.adapter.project(features)[inverse]
         return self.adapter.project(features[inverse])
 
     def input_embeddings(self, item_ids: Tensor, positions: Tensor) -> Tensor:

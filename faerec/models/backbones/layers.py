@@ -70,7 +70,7 @@ class TokenLayout:
     def unpack(self, tokens: Tensor) -> Tensor:
         """[M, *rest] -> [B, T, *rest] with zeros at padding positions."""
         flat = tokens.new_zeros(self.batch_size * self.length, *tokens.shape[1:])
-        flat = flat.index_copy(0, self.flat_index, tokens)
+        flat.index_copy_(0, self.flat_index, tokens)
         return flat.view(self.batch_size, self.length, *tokens.shape[1:])
 
 

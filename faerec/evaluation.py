@@ -17,7 +17,9 @@ padding, which the model trims (``SequentialRecommender.sequence_states``). On 5
 users are short, so this cuts the encoder's work several-fold without changing any score:
 in eval mode a user's representation does not depend on the other users of its batch. For the
 same reason a batch is encoded in passes of at most ``EVAL_TOKENS_PER_PASS`` tokens on the CPU,
-which bounds the memory of the longest batches (docs/benchmarks.md, memory).
+which bounds the memory of the longest batches (docs/benchmarks.md, memory). The model encodes
+only each user's last position (``Backbone.encode_last``) and may compute per-item quantities
+once for the whole pass (``SequentialRecommender.ranking_session``).
 """
 
 from __future__ import annotations
@@ -318,7 +320,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), model.ranking_session():
             if config.mode == "full":
                 ranks = _full_ranks(model, part, order, history, config, ks[-1], device)
             else:

@@ -195,6 +195,26 @@ def test_mapped_llm_of_distinct_rows_equals_the_adapter_per_occurrence() -> None
         )
 
 
+def test_a_ranking_session_maps_the_table_once_with_the_same_values() -> None:
+    model = _model().eval()
+    ids = torch.tensor([[3, 3, 0], [7, 3, 0]])
+    with torch.no_grad():
+        outside = (model.mapped_llm(ids), model.scoring_table())
+        with model.ranking_session():
+            inside = (model.mapped_llm(ids), model.scoring_table())
+            assert model._ranking_llm_view is not None
+    assert model._ranking_llm_view is None  # dropped on exit: the next step changes weights
+    for before, during in zip(outside, inside, strict=True):
+        torch.testing.assert_close(during, before, atol=1e-6, rtol=1e-6)
+
+
+def test_a_ranking_session_refuses_train_mode() -> None:
+    """In train mode the adapter draws dropout per occurrence: nothing may be shared."""
+    model = _model().train()
+    with pytest.raises(RuntimeError, match="eval mode"), model.ranking_session():
+        pass
+
+
 # --- the training loss ----------------------------------------------------------------------
 
 

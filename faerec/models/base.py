@@ -14,6 +14,8 @@ passes the *absolute* positions, so outputs at real positions do not change.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -136,6 +138,13 @@ class SequentialRecommender(nn.Module, ABC):
     @abstractmethod
     def scoring_table(self) -> Tensor:
         """[num_items + 2, d] item table that evaluation scores against (computed once per call)."""
+
+    @contextmanager
+    def ranking_session(self) -> Iterator[None]:
+        """Held by the evaluator around one ranking pass (eval mode, no gradients, weights
+        fixed): a model may compute per-item quantities once for all batches inside it, and
+        must drop them on exit. The plain model has nothing to keep."""
+        yield
 
     def _encoder_inputs(self, input_ids: Tensor) -> tuple[Tensor, Tensor]:
         """[B, L] padded ids -> ([B, T, d] encoder inputs, [B, T] trimmed ids) with T <= L."""

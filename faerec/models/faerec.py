@@ -14,6 +14,9 @@ code serves every encoder. What it adds (docs/method.md §Model):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -159,6 +162,8 @@ class FAERecRecommender(SequentialRecommender):
         self.adapter = LLMAdapter(llm.shape[1], hidden, config.mapper_dropout)
         self.gate = build_gate(config.gate, hidden, config.gate_dropout)
         self.fusion_norm = nn.LayerNorm(hidden, eps=1e-12)
+        #: the mapped LLM table, kept only inside ``ranking_session``
+        self._ranking_llm_view: Tensor | None = None
         if config.pca_init:
             self._init_id_table_with_pca()
 
@@ -180,13 +185,28 @@ class FAERecRecommender(SequentialRecommender):
         gathered and the dropout and second layer run per occurrence. Same values and the same
         per-occurrence dropout as mapping every occurrence, at a fraction of the cost (a batch
         has ~12k tokens but ~2k distinct items). In eval mode there is no dropout to draw, so
-        the second layer runs once per distinct id too.
+        the second layer runs once per distinct id too; inside ``ranking_session`` the whole
+        table is mapped once.
         """
+        if self._ranking_llm_view is not None:
+            return self._ranking_llm_view[item_ids]
         distinct, inverse = torch.unique(item_ids, return_inverse=True)
         features = self.adapter.features(self.llm_item_table[distinct])
         if not self.training:
             return self.adapter.project(features)[inverse]
         return self.adapter.project(features[inverse])
+
+    @contextmanager
+    def ranking_session(self) -> Iterator[None]:
+        """Maps the whole LLM table once for a ranking pass: its batches together hold ~8x the
+        distinct items of the table on Beauty. Eval mode only (no dropout to draw)."""
+        if self.training:
+            raise RuntimeError("ranking_session needs eval mode")
+        self._ranking_llm_view = self.adapter(self.llm_item_table)
+        try:
+            yield
+        finally:
+            self._ranking_llm_view = None
 
     def input_embeddings(self, item_ids: Tensor, positions: Tensor) -> Tensor:
         """LN(g * x_id + (1 - g) * x_llm), both views with position and dropout
@@ -271,7 +291,11 @@ class FAERecRecommender(SequentialRecommender):
         id_table = self.id_table.weight
         if self.config.scoring == "id":
             return id_table
-        llm_view = self.adapter(self.llm_item_table)
+        llm_view = (
+            self.adapter(self.llm_item_table)
+            if self._ranking_llm_view is None
+            else self._ranking_llm_view
+        )
         if self.config.scoring == "official":
             return self.fusion_norm(id_table + llm_view)
         gate = self.gate(id_table, llm_view)

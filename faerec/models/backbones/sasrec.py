@@ -15,7 +15,7 @@ The departure: states at padding positions are returned as zeros (the official c
 finite values there that no loss or score reads), and the input layer leaves padding at zero.
 Ranking reads only each row's last state, so ``encode_last`` runs the last block's queries,
 projection and FFN on one token per row: the same values up to float rounding (about 1e-6),
-and on bundled Beauty the same rank for every test user, at ~3/4 of the encoder's cost.
+and on bundled Beauty the same rank for every test user, for less work (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from faerec.results import EpochReport
-from faerec.study.final import PROGRESS_FILE, FinalJob, ProgressWriter, RunWatch
+from faerec.study.final import PROGRESS_FILE, FinalJob, FinalStage, ProgressWriter, RunWatch
 from faerec.study.progress import ProgressView
+from faerec.study.spec import spec_from_dict
 from faerec.study.store import CellStore, TrialCounts
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
@@ -84,6 +85,27 @@ def test_final_stage_eta_counts_running_runs_epochs_left_at_their_own_epoch_time
     # seed 2024: 5 epochs left; the other run not started: 10 epochs; 60 s each, not 30 or 45
     assert view.stage_eta(view.cells["c1"], time.monotonic()) == pytest.approx(900.0)
     assert view.study_eta(time.monotonic()) == pytest.approx(900.0)
+
+
+def test_before_ray_starts_the_final_stage_counts_the_runs_the_spec_allows_at_once() -> None:
+    """A resumed study plans its final runs before Ray is up: its first ETA already divides
+    the work over ``resources.max_concurrent`` runs, not one at a time."""
+    spec = spec_from_dict(
+        {
+            "name": "s",
+            "datasets": ["ml-100k"],
+            "backbones": ["sasrec"],
+            "methods": ["backbone"],
+            "resources": {"max_concurrent": 2},
+        },
+        "s.yaml",
+    )
+    view = ProgressView(stream=io.StringIO(), tty=False)
+    view.add_cell(CELL, target=0, max_epochs=10, final_total=2)
+    stage = FinalStage(spec, store=None, progress=view, guard=None)  # type: ignore[arg-type]
+    stage.totals[CELL], stage.done[CELL] = 2, 0
+    stage.show(CELL, running=0)
+    assert view.cells[CELL].concurrency == 2
 
 
 # --- progress.json: the task writes, the driver shows ------------------------------------------

@@ -241,11 +241,11 @@ class FinalStage:
             self.show(cell.cell_id, running=0)
         return jobs
 
-    def show(self, cell_id: str, running: int, concurrency: int = 1) -> None:
+    def show(self, cell_id: str, running: int) -> None:
         """The cell's line (the view estimates its ETA from the epochs it sees)."""
         self.progress.update(
             cell_id,
-            concurrency=concurrency,
+            concurrency=self._concurrency(),
             stage="final" if self.done[cell_id] < self.totals[cell_id] else "done",
             final_done=self.done[cell_id],
             final_total=self.totals[cell_id],
@@ -349,13 +349,18 @@ class FinalStage:
         self.done[job.cell_id] += 1
         return None
 
+    def _concurrency(self) -> int:
+        """Runs at once: the study's slots, or before Ray starts what the spec asks (else 1)."""
+        if self.slots is not None:
+            return self.slots.total
+        return self.spec.resources.max_concurrent or 1
+
     def _show_running(self) -> None:
-        total = self.slots.total if self.slots is not None else 1
         running: dict[str, int] = {}
         for job in self.pending.values():
             running[job.cell_id] = running.get(job.cell_id, 0) + 1
         for cell_id in self.totals:
-            self.show(cell_id, running.get(cell_id, 0), total)
+            self.show(cell_id, running.get(cell_id, 0))
 
 
 def _slot_key(job: FinalJob) -> str:

@@ -22,6 +22,7 @@ from report_fixtures import make_study_store, tiny_run_result
 from faerec.cli import main
 from faerec.errors import DataError
 from faerec.report.load import load_study, open_optuna_study
+from faerec.study.retry import INTERRUPTED_ERROR
 from faerec.study.spec import parse_spec_text
 from faerec.study.store import (
     LAYOUT,
@@ -397,3 +398,32 @@ def test_the_report_counts_running_trials_of_a_stopped_study_as_interrupted(
     (record,) = [c for c in load_study(study.root).cells if c.cell_id == SEARCHED]
     counts = search_summary(record).counts
     assert counts.get("INTERRUPTED") == 1 and "RUNNING" not in counts
+
+
+def test_an_interrupted_and_retried_attempt_is_counted_apart_not_listed_as_a_failure(
+    study: StudyStore,
+) -> None:
+    from faerec.report.tables import search_summary, trial_counts_text
+
+    cell = study.cell(SEARCHED)
+    optuna_study = optuna.load_study(study_name=SEARCHED, storage=cell.open_storage())
+    stopped = optuna_study.ask()  # a driver stop marks it failed and enqueues its retry
+    optuna_study.tell(stopped, state=optuna.trial.TrialState.FAIL)
+    optuna_study.enqueue_trial(stopped.params, user_attrs={"retry_of": stopped.number})
+    retry = optuna_study.ask()
+    optuna_study.tell(retry, 0.01)
+    rows: list[dict[str, object]] = [dict(row) for row in cell.read_trials()]
+    rows += [
+        {"number": stopped.number, "state": "FAIL", "error": INTERRUPTED_ERROR},
+        {"number": retry.number, "state": "COMPLETE", "value": 0.01, "retry_of": stopped.number},
+    ]
+    cell.write_trials(rows)
+    (record,) = [c for c in load_study(study.root).cells if c.cell_id == SEARCHED]
+    summary = search_summary(record)
+    assert stopped.number not in [number for number, _ in summary.failures]
+    text = trial_counts_text(summary)
+    assert text.startswith("5 trials of 4 planned: ")
+    assert text.endswith(
+        "; plus 1 attempt cut short by a driver stop "
+        "(a resume re-runs each from its last checkpoint)"
+    )

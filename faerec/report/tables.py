@@ -1124,9 +1124,14 @@ def search_summary(cell: CellRecord, reference: CellRecord | None = None) -> Sea
     search_seconds = None
     if not cell.trials.empty:
         if "error" in cell.trials.columns:
+            # an interrupted attempt is counted, not listed: a retry stands in for it
+            retried = set()
+            if "retry_of" in cell.trials.columns:
+                retry_of = pd.to_numeric(cell.trials["retry_of"], errors="coerce").dropna()
+                retried = {int(n) for n in retry_of}
             for row in cell.trials.itertuples():
                 error = getattr(row, "error", None)
-                if isinstance(error, str) and error.strip():
+                if isinstance(error, str) and error.strip() and int(row.number) not in retried:
                     failures.append((int(row.number), error.strip().splitlines()[0]))
         if "seconds" in cell.trials.columns:
             search_seconds = float(pd.to_numeric(cell.trials["seconds"], errors="coerce").sum())
@@ -1209,10 +1214,20 @@ def _importances(study: Any, n_complete: int) -> tuple[dict[str, float] | None, 
 
 
 def trial_counts_text(summary: SearchSummary) -> str:
-    parts = [f"{n} {state.lower()}" for state, n in summary.counts.items()]
-    total = sum(summary.counts.values())
+    """``16 trials of 16 planned: 4 complete, 12 pruned, 0 fail``; attempts a driver stop cut
+    short are not trials of their own (a resume re-runs each from its checkpoint), so they
+    follow apart."""
+    counted = {k: n for k, n in summary.counts.items() if k != "INTERRUPTED"}
+    parts = [f"{n} {state.lower()}" for state, n in counted.items()]
     target = f" of {summary.n_trials_target} planned" if summary.n_trials_target else ""
-    return f"{plural(total, 'trial')}{target}: " + ", ".join(parts)
+    text = f"{plural(sum(counted.values()), 'trial')}{target}: " + ", ".join(parts)
+    interrupted = summary.counts.get("INTERRUPTED", 0)
+    if interrupted:
+        text += (
+            f"; plus {plural(interrupted, 'attempt')} cut short by a driver stop "
+            "(a resume re-runs each from its last checkpoint)"
+        )
+    return text
 
 
 def final_seed_rows(cell: CellRecord, column: Column) -> list[dict[str, Any]]:

@@ -240,6 +240,30 @@ def test_tuned_is_tested_against_its_defaults(document: Document) -> None:
     assert [r.cells[1].value for r in p_values.rows] == ["t-test (seeds)", "Wilcoxon (users)"]
 
 
+def test_validation_at_the_selected_epoch_is_tested_against_the_defaults_by_seed_only(
+    document: Document, studies: list[Path]
+) -> None:
+    """What the search maximised, per method: the model-selection score (valid NDCG@20 here),
+    with a t-test over seeds vs the defaults and no per-user test (runs keep test ranks only)."""
+    table = _table(document, "validation", "validation-ml-100k-sasrec")
+    assert table.header == ["Method", "NDCG@20", "HR@20"]
+    assert [r.cells[0].value for r in table.rows if r.kind != "summary"] == [
+        "SASRec",
+        "SASRec + FAERec, paper defaults",
+        "SASRec + FAERec",
+    ]
+    assert "optimistic" in table.caption and "Validation users" in table.caption
+    (study,) = [load_study(p) for p in studies if p.name == "ml-sasrec"]
+    tuned = next(c for c in study.cells if c.method == "faerec" and c.backbone == "sasrec")
+    chosen = [
+        g.values["ndcg@20"] for r in tuned.finals.values() for g in r.valid if g.group == "overall"
+    ]
+    mean = sum(chosen) / len(chosen)
+    tuned_row = next(r for r in table.rows if r.cells[0].value == "SASRec + FAERec")
+    assert tuned_row.cells[1].value.startswith(f"{mean:.4f}")
+    p_values = _table(document, "p-values", "p-validation-ml-100k-sasrec")
+    assert {r.cells[1].value for r in p_values.rows} == {"t-test (seeds)"}
+
 def test_importances_on_fewer_than_ten_trials_carry_a_note(report: Path) -> None:
     md = (report / "report.md").read_text()
     assert "completed trials (fewer than 10: a rough guide only)" in md

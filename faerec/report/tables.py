@@ -76,7 +76,7 @@ HEADLINE_LABELS = {
     "tuned": "FAERec, tuned",
 }
 #: result tables whose rows are tested against their baseline row (p-values shown)
-TESTED_KINDS = ("main", "tuning")
+TESTED_KINDS = ("main", "tuning", "validation")
 
 
 def dataset_label(name: str) -> str:
@@ -276,6 +276,8 @@ class Section:
     cells: list[CellRecord]
     #: tuned against paper defaults (rows: each searched method and its ``-defaults`` row)
     tuning: ResultTable | None = None
+    #: every method on validation at its selected epoch, tested against the paper defaults
+    validation: ResultTable | None = None
 
     @property
     def title(self) -> str:
@@ -300,14 +302,14 @@ def summarise(tidy: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-#: (study, dataset, backbone, method, group, metric, k) -> {seed: test value}
+#: (study, dataset, backbone, method, group, metric, k) -> {seed: value on one split}
 SeedIndex = dict[tuple[str, str, str, str, str, str, int], dict[int, float]]
 
 
-def seed_index(tidy: pd.DataFrame) -> SeedIndex:
-    """Test values by seed for fast lookups (the tables ask for every cell many times)."""
+def seed_index(tidy: pd.DataFrame, split: str = "test") -> SeedIndex:
+    """Values by seed on ``split`` for fast lookups (the tables ask for every cell many times)."""
     index: SeedIndex = {}
-    test = tidy[tidy["split"] == "test"]
+    test = tidy[tidy["split"] == split]
     columns = ["study", "dataset", "backbone", "method", "group", "metric", "k", "seed", "value"]
     for study, dataset, backbone, method, group, metric, k, seed, value in test[columns].itertuples(
         index=False
@@ -362,9 +364,11 @@ def build_table(
     *,
     with_tests: bool,
     baseline: str = "backbone",
+    split: str = "test",
 ) -> ResultTable:
     """Rows = the cells' methods; each compared with the ``baseline`` method's row (the backbone
-    unless said otherwise; same study preferred)."""
+    unless said otherwise; same study preferred). ``index`` holds the values of ``split``;
+    per-user tests exist for the test split only (runs keep their test ranks alone)."""
     several_studies = len({c.study for c in cells}) > 1
     ordered = sorted(cells, key=lambda c: (method_order(c.method), c.study))
     rows: list[TableRow] = []
@@ -407,7 +411,7 @@ def build_table(
             cell_value.t_test = paired_t_test(
                 [ours[s] for s in shared], [theirs[s] for s in shared]
             )
-            if column.group in USER_TEST_GROUPS:
+            if column.group in USER_TEST_GROUPS and split == "test":
                 cell_value.wilcoxon = paired_user_wilcoxon(
                     by_cell[row.cell_id + "@" + row.study].finals,
                     by_cell[base.cell_id + "@" + base.study].finals,
@@ -424,7 +428,7 @@ def build_table(
         improvement_label = "Improv. of FAERec" if baseline == "backbone" else "Improv. of tuning"
     group_sizes: dict[str, int] = {}
     test = tidy[
-        (tidy["split"] == "test") & (tidy["dataset"] == dataset) & (tidy["backbone"] == backbone)
+        (tidy["split"] == split) & (tidy["dataset"] == dataset) & (tidy["backbone"] == backbone)
     ]
     for group in dict.fromkeys(c.group for c in columns):
         sizes = test[test["group"] == group]["n_users"]
@@ -469,6 +473,42 @@ def _tuning_table(
         columns,
         with_tests=True,
         baseline=reference_method(method),
+    )
+
+
+def _validation_table(
+    tidy: pd.DataFrame,
+    cells: list[CellRecord],
+    dataset: str,
+    backbone: str,
+    metrics: Sequence[str],
+    name: str,
+) -> ResultTable | None:
+    """Each method's validation score at its selected epoch, at the model-selection cut-off,
+    against the paper defaults: what the search maximised, so the tuned row is chosen on it
+    (the test tables are the unbiased comparison). None without a selection metric."""
+    methods = {c.method for c in cells}
+    searched = sorted((m for m in methods if reference_method(m) in methods), key=method_order)
+    finals = [r for c in cells for r in c.finals.values()]
+    if not searched or not finals:
+        return None
+    select = finals[0].select_metric  # e.g. "ndcg@20"; one selection rule per cell
+    _, _, k_text = select.partition("@")
+    if not k_text.isdigit():
+        return None
+    columns = [Column("overall", metric, int(k_text)) for metric in metrics]
+    return build_table(
+        "validation",
+        f"Validation at each run's selected epoch on {name}",
+        tidy,
+        seed_index(tidy, "valid"),
+        cells,
+        dataset,
+        backbone,
+        columns,
+        with_tests=True,
+        baseline=reference_method(searched[0]),
+        split="valid",
     )
 
 
@@ -571,7 +611,12 @@ def build_sections(
                 with_tests=False,
             )
         tuning = _tuning_table(tidy, index, pair_cells, dataset, backbone, main_columns, name)
-        sections.append(Section(dataset, backbone, main, buckets, users, pair_cells, tuning))
+        validation = None
+        if tuning is not None:
+            validation = _validation_table(tidy, pair_cells, dataset, backbone, metrics, name)
+        sections.append(
+            Section(dataset, backbone, main, buckets, users, pair_cells, tuning, validation)
+        )
     return sections
 
 

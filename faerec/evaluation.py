@@ -222,7 +222,9 @@ def _full_ranks(
     for start in range(0, len(order), config.batch_size):
         rows = order[start : start + config.batch_size]
         passes = _encoder_passes(model, part.input_ids[rows], device)
-        scores = _cat([model.full_sort_predict(ids, table) for ids in passes])
+        # full_sort_predict's product, once per batch: the passes bound the encoder's memory,
+        # and concatenating their [pass, items] score blocks would copy every score again
+        scores = _cat([model.last_state(ids) for ids in passes]) @ table.T
         # history of batch row j sits at flat[offsets[start + j] : offsets[start + j + 1]]
         lo, hi = offsets[start], offsets[start + len(rows)]
         if hi > lo:

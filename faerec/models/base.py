@@ -166,7 +166,11 @@ class SequentialRecommender(nn.Module, ABC):
         return self.backbone.encode_last(inputs, ids != 0)
 
     def full_sort_predict(self, input_ids: Tensor, table: Tensor | None = None) -> Tensor:
-        """[B, L] -> [B, num_items + 2] scores. Pass ``table`` to reuse one across batches."""
+        """[B, L] -> [B, num_items + 2] scores. Pass ``table`` to reuse one across batches.
+
+        Always ``last_state @ scoring_table().T``: the evaluator computes that product itself,
+        once per batch of several encoder passes, so a model changes its scores through those
+        two methods, not by overriding this one."""
         if table is None:
             table = self.scoring_table()
         return self.last_state(input_ids) @ table.T

@@ -8,7 +8,11 @@ written through :mod:`faerec.atomic`, so a killed run leaves the old file or the
 A checkpoint holds the whole training state (:class:`TrainingState`: best weights, early-stopping
 counters, history) besides model, optimiser and every RNG, so that a resumed run produces the
 same numbers as an uninterrupted one. It is refused when it was written for another
-configuration, except for the keys in :data:`RESUME_IGNORED_KEYS`.
+configuration, except for the keys in :data:`RESUME_IGNORED_KEYS` and a *raised*
+``train.max_epochs``: the cap only decides when a run stops, so a run resumed under a higher cap
+(one that stopped at its old cap included) trains on exactly as if it had had that cap from the
+start. That holds once it has validated at least once (a run that never validated is made to
+validate at its last epoch), so such a checkpoint refuses a new cap.
 """
 
 from __future__ import annotations
@@ -153,12 +157,18 @@ def load_checkpoint(
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise TrainingError(f"{path}: not a faerec-study checkpoint (format {CHECKPOINT_FORMAT})")
-    differences = config_differences(payload["config"], config.to_dict())
+    saved_config = payload["config"]
+    raised_cap = _raised_cap(saved_config, config, payload)
+    if raised_cap:  # compare everything else
+        saved_config = {**saved_config, "train": {**saved_config["train"]}}
+        saved_config["train"]["max_epochs"] = config.train.max_epochs
+    differences = config_differences(saved_config, config.to_dict())
     if differences:
         raise ConfigError(
             f"{path} was written for a different configuration ({'; '.join(differences[:3])}"
             f"{'; ...' if len(differences) > 3 else ''}): use the same settings or a new directory"
         )
+    stopped_at_cap = payload["finished"] == "max_epochs"  # trains on under a raised cap
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
     rng.bit_generator.state = json.loads(payload["rng_numpy"])
@@ -173,8 +183,18 @@ def load_checkpoint(
         best_valid=[GroupMetrics(**g) for g in payload["best_valid"]],
         bad_validations=int(payload["bad_validations"]),
         history=[EpochReport(**report) for report in payload["history"]],
-        finished=payload["finished"],
+        finished=None if raised_cap and stopped_at_cap else payload["finished"],
         seconds=float(payload["seconds"]),
+    )
+
+
+def _raised_cap(saved: dict[str, Any], config: RunConfig, payload: dict[str, Any]) -> bool:
+    """Whether ``config`` only raises the checkpoint's ``train.max_epochs`` (see the module)."""
+    old_cap = saved.get("train", {}).get("max_epochs")
+    return (
+        isinstance(old_cap, int)
+        and config.train.max_epochs > old_cap
+        and payload.get("best_value") is not None
     )
 
 

@@ -264,6 +264,7 @@ def test_validation_at_the_selected_epoch_is_tested_against_the_defaults_by_seed
     p_values = _table(document, "p-values", "p-validation-ml-100k-sasrec")
     assert {r.cells[1].value for r in p_values.rows} == {"t-test (seeds)"}
 
+
 def test_importances_on_fewer_than_ten_trials_carry_a_note(report: Path) -> None:
     md = (report / "report.md").read_text()
     assert "completed trials (fewer than 10: a rough guide only)" in md

@@ -44,7 +44,7 @@ search:
           0.5: {model.attention_dropout: {uniform: [0.1, 0.5]}}
 scheduler: {type: asha, grace_epochs: 1, reduction_factor: 2}
 resources: {cpus_per_trial: 1, max_concurrent: 2}
-final: {seeds: 1}
+final: {seeds: 1, extend_max_epochs: 3}   # every final run hits its cap of 2, then trains on
 report: {formats: [md]}
 """
 SEARCHED = "ml-100k__sasrec__backbone"
@@ -173,8 +173,19 @@ def test_final_stage_and_results_csv(study: Study) -> None:
 def test_final_runs_show_each_epoch_like_a_trial(study: Study) -> None:
     for run in (f"{SEARCHED} seed 2024", f"{SEARCHED} reference seed 2024", f"{PRESET} seed 2024"):
         lines = [line for line in study.progress.splitlines() if f" {run}  epoch " in line]
-        assert [line.split("  ")[1] for line in lines] == ["epoch 1/2", "epoch 2/2"], run
+        assert [line.split("  ")[1] for line in lines] == [
+            "epoch 1/2",
+            "epoch 2/2",
+            "epoch 3/3",  # final.extend_max_epochs: on from the cap-2 checkpoint
+        ], run
         assert "valid ndcg@20 " in lines[-1]
+
+
+def test_a_final_run_stopped_at_its_cap_trains_on_to_the_extended_cap(study: Study) -> None:
+    for cell_id in (SEARCHED, PRESET):
+        result = read_json(study.cell(cell_id) / "final" / "seed_2024.json")
+        assert result["epochs_trained"] == 3 and result["config"]["train"]["max_epochs"] == 3
+        assert [h["epoch"] for h in result["history"]] == [1, 2, 3]  # one unbroken history
 
 
 def test_a_cell_without_search_starts_its_seeds_before_the_searched_cell_ends(

@@ -72,7 +72,7 @@ def test_docs_name_the_keys_whose_change_resume_refuses() -> None:
 def test_stored_spec_holds_every_declared_key_with_its_default(tmp_path: Path) -> None:
     stored = parse_spec(write(tmp_path, MINIMAL)).to_dict()
     assert list(stored) == list(StudyFile.model_fields)
-    assert stored["final"] == {"seeds": 5, "reference": True}
+    assert stored["final"] == {"seeds": 5, "reference": True, "extend_max_epochs": 0}
     assert stored["resources"] == {"cpus_per_trial": 1.0, "gpus_per_trial": 0.0, "max_failures": 2}
 
 

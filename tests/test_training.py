@@ -227,6 +227,38 @@ def test_resume_refuses_a_different_configuration(two_epochs: tuple[RunResult, P
         run_trial(tiny_config({"train.lr": 0.01}), checkpoint_dir=folder)
 
 
+def test_a_run_capped_then_resumed_under_a_higher_cap_equals_one_run_with_that_cap(
+    tmp_path: Path,
+) -> None:
+    """The final stage's cap extension: stopping at cap 2 and continuing to cap 4 from the
+    checkpoint gives the same epochs, selection and test ranks as training with cap 4."""
+    patient = {"train.patience": 50}
+    capped = run_trial(tiny_config(patient), checkpoint_dir=tmp_path)
+    assert capped.stop_reason == "max_epochs" and capped.epochs_trained == 2
+    extended = run_trial(tiny_config({**patient, "train.max_epochs": 4}), checkpoint_dir=tmp_path)
+    straight = run_trial(tiny_config({**patient, "train.max_epochs": 4}))
+    assert extended.epochs_trained == straight.epochs_trained == 4
+    assert [h.loss for h in extended.history] == [h.loss for h in straight.history]
+    assert [h.valid for h in extended.history] == [h.valid for h in straight.history]
+    assert extended.best_epoch == straight.best_epoch
+    assert extended.test_ranks == straight.test_ranks
+    assert extended.config["train"]["max_epochs"] == 4
+
+
+def test_resume_refuses_a_lower_cap(two_epochs: tuple[RunResult, Path]) -> None:
+    _, folder = two_epochs
+    with pytest.raises(ConfigError, match=r"train\.max_epochs: 2 in the checkpoint, 1 now"):
+        run_trial(tiny_config({"train.max_epochs": 1}), checkpoint_dir=folder)
+
+
+def test_a_run_that_never_validated_refuses_a_higher_cap(tmp_path: Path) -> None:
+    """Its last epoch under the old cap would have been forced to validate: not the same run."""
+    late = {"train.eval_start_epoch": 1}
+    run_trial(tiny_config(late), on_epoch=lambda report: True, checkpoint_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"train\.max_epochs: 2 in the checkpoint, 4 now"):
+        run_trial(tiny_config({**late, "train.max_epochs": 4}), checkpoint_dir=tmp_path)
+
+
 # --- trimming ----------------------------------------------------------------------------------
 
 

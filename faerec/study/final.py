@@ -108,11 +108,13 @@ def read_progress(path: Path) -> list[dict[str, Any]]:
 class RunWatch:
     """The driver's side of one submitted job's ``progress.json``: each new epoch shown once."""
 
-    def __init__(self, job: FinalJob, metric: str) -> None:
+    def __init__(self, job: FinalJob, metric: str, extend_max_epochs: int = 0) -> None:
         self.job = job
         self.metric = metric
         self.attempt = uuid.uuid4().hex
         self.max_epochs = int(job.config["train"]["max_epochs"])
+        #: the cap a run trains on to once it passed its own (``final.extend_max_epochs``)
+        self.extended = max(self.max_epochs, extend_max_epochs)
         self.shown = -1  # the last epoch shown
         self.stamp: tuple[int, int, int] | None = None
 
@@ -134,7 +136,7 @@ class RunWatch:
                 self.job.cell_id,
                 self.job.seed,
                 self.job.reference,
-                self.max_epochs,
+                self.max_epochs if entry["epoch"] < self.max_epochs else self.extended,
                 self.metric,
                 entry,
             )
@@ -147,11 +149,17 @@ class RunWatch:
 
 
 def train_final_seed(
-    config: dict[str, Any], checkpoint_dir: str, attempt: str = "", metric: str = ""
+    config: dict[str, Any],
+    checkpoint_dir: str,
+    attempt: str = "",
+    metric: str = "",
+    extend_max_epochs: int = 0,
 ) -> dict[str, Any]:
     """Runs in a Ray worker: one full training with test evaluation; errors come back as text.
     After each epoch, ``progress.json`` in ``checkpoint_dir`` gets the epoch
-    (:class:`ProgressWriter`; ``metric``: the validation score it records)."""
+    (:class:`ProgressWriter`; ``metric``: the validation score it records). A run that stops at
+    its cap trains on from its checkpoint up to ``extend_max_epochs`` when that is higher
+    (``final.extend_max_epochs``; faerec.checkpoint: the same as having had that cap)."""
     writer = ProgressWriter(Path(checkpoint_dir) / PROGRESS_FILE, attempt, metric)  # the clock
     import ray
 
@@ -169,6 +177,11 @@ def train_final_seed(
         result = run_trial(
             run_config, on_epoch=writer, checkpoint_dir=checkpoint_dir, evaluate_test=True
         )
+        if result.stop_reason == "max_epochs" and extend_max_epochs > run_config.train.max_epochs:
+            set_key(run_config, "train.max_epochs", extend_max_epochs)
+            result = run_trial(
+                run_config, on_epoch=writer, checkpoint_dir=checkpoint_dir, evaluate_test=True
+            )
     except Exception as error:
         return {"error": error_message(error)}
     return {"result": result.to_dict()}
@@ -329,8 +342,14 @@ class FinalStage:
                 num_cpus=self.resources["cpu"], num_gpus=self.resources["gpu"], max_retries=2
             )
         job.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        watch = RunWatch(job, self.metric)
-        ref = self._remote.remote(job.config, str(job.checkpoint_dir), watch.attempt, self.metric)
+        watch = RunWatch(job, self.metric, self.spec.final_extend_max_epochs)
+        ref = self._remote.remote(
+            job.config,
+            str(job.checkpoint_dir),
+            watch.attempt,
+            self.metric,
+            self.spec.final_extend_max_epochs,
+        )
         self.pending[ref] = job
         self.watches[ref] = watch
         self._show_running()

@@ -327,6 +327,7 @@ class ProgressView:
             trial.started = min(trial.started, started)
             trial.reported = now
             trial.epoch = epoch
+            trial.max_epochs = max(trial.max_epochs, max_epochs)  # a final run's raised cap
             trial.epochs_done += 1
             trial.epoch_seconds += spent
             cell = self.cells.setdefault(cell_id, CellProgress(cell_id))

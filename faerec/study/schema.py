@@ -349,6 +349,16 @@ class FinalSettings(Section):
         "first trial is still the preset).",
         True,
     )
+    extend_max_epochs: int = key(
+        "A final run that stops at its `train.max_epochs` cap has not converged. With a value "
+        "above a cell's cap, such a run trains on from its last checkpoint up to this many "
+        "epochs, exactly as if it had had this cap from the start (its result records the cap "
+        "it ran under); one that reaches this cap too is reported as not converged. `0`, or a "
+        "value at or below the cap: off. Set it before the final stage: a finished run is not "
+        "reopened.",
+        0,
+        ge=0,
+    )
 
 
 class ReportSettings(Section):

@@ -285,6 +285,11 @@ class StudySpec:
         return self.file.final.reference
 
     @property
+    def final_extend_max_epochs(self) -> int:
+        """The cap a final run that stopped at its own trains on to (0: none)."""
+        return self.file.final.extend_max_epochs
+
+    @property
     def report_formats(self) -> tuple[str, ...]:
         return tuple(self.file.report.formats)
 

@@ -310,8 +310,13 @@ class FinalStage:
         import ray
 
         self.queue.clear()
+        refs = list(self.pending)
+        # a run that has just ended is left alone: force-cancelling a task whose reply is on
+        # its way has crashed Ray's core worker (task_manager.cc), turning exit 3 into exit 1
+        ended, _ = ray.wait(refs, num_returns=len(refs), timeout=0) if refs else ([], [])
         for ref, job in list(self.pending.items()):
-            ray.cancel(ref, force=True)
+            if ref not in ended:
+                ray.cancel(ref, force=True)
             if self.slots is not None:
                 self.slots.give_back(self.SLOT_OWNER, _slot_key(job))
         self.pending.clear()

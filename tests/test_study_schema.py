@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 PINNED_HASHES = {
     "beauty-sasrec-cpu.yaml": "2308ae15a3798b59",
     "beauty.yaml": "c99e6812c7b237f7",
-    "breadth-beauty.yaml": "5738147d6484054e",
+    "breadth-beauty.yaml": "fc36bbea6e62fb05",
     "breadth-yelp.yaml": "da17d5b030cc5384",
     "quick.yaml": "5da44d68055cfe95",
     "yelp.yaml": "416dc48913e7805e",

@@ -14,6 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+#: the names of :func:`atomic_path`'s temporaries (an fnmatch pattern): a copy of a folder that
+#: is being written skips them
+TEMPORARY = ".*.tmp"
+
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:

@@ -337,3 +337,16 @@ def test_pareto_search_over_a_grid_in_a_database(ray_instance: None, tmp_path: P
         study_name=f"pareto.{SEARCHED}", storage=f"sqlite:///{tmp_path / 'optuna.db'}"
     )
     assert len(stored.trials) == 2 and len(stored.best_trials) >= 1
+
+
+def test_resuming_an_export_runs_only_its_missing_final_seed(study: Study, tmp_path: Path) -> None:
+    assert main(["export", "e2e", str(tmp_path), "--studies-dir", str(study.studies)]) == 0
+    copy = tmp_path / "e2e"
+    assert not (copy / "cells" / SEARCHED / "tune").exists()
+    seed = copy / "cells" / PRESET / "final" / "seed_2024.json"
+    finished = read_json(seed)
+    seed.unlink()
+    trials = (copy / "cells" / SEARCHED / "trials.csv").read_text()
+    assert main(["resume", str(copy), "--reports-dir", str(tmp_path / "reports")]) == 0
+    assert read_json(seed)["test"] == finished["test"]  # the same run again, from scratch
+    assert (copy / "cells" / SEARCHED / "trials.csv").read_text() == trials  # no search again

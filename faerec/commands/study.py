@@ -23,6 +23,7 @@ from faerec.study.store import (
     StudyStore,
     check_folder_writable,
     count_trials,
+    export_study,
     list_studies,
     read_csv,
     read_json,
@@ -76,6 +77,21 @@ def register(subparsers: Any) -> None:
         "--studies-dir", default=DEFAULT_STUDIES_DIR, metavar="DIR", help="default: studies"
     )
     status.set_defaults(handler=handle_status)
+
+    export = subparsers.add_parser(
+        "export",
+        help="copy a study's results without its checkpoints and resume state, to archive or "
+        "share (the report reads the copy; resume on it runs only what is missing)",
+    )
+    export.add_argument("name", help="the study's name or folder path")
+    export.add_argument("destination", help="folder to write <name>/ into")
+    export.add_argument(
+        "--studies-dir", default=DEFAULT_STUDIES_DIR, metavar="DIR", help="default: studies"
+    )
+    export.add_argument(
+        "--replace", action="store_true", help="overwrite an earlier export of the same study"
+    )
+    export.set_defaults(handler=handle_export)
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -454,6 +470,22 @@ def handle_status(args: argparse.Namespace) -> int:
         print(f"  final: {cell.seeds}/{final.seeds} seeds{aside}{reference}")
     if store.results_csv.exists():
         print(f"results: {store.results_csv}")
+    return 0
+
+
+def handle_export(args: argparse.Namespace) -> int:
+    store = study_folder(args.name, args.studies_dir)
+    holder = StudyLock.holder(store.root)
+    done = export_study(store, args.destination, replace=args.replace)
+    print(
+        f"exported {store.name} to {done.root}: {plural(done.files, 'file')}, "
+        f"{done.bytes / 2**20:.1f} MiB; left out {plural(len(done.left_out), 'path')} of resume "
+        "state (the driver's lock, Tune folders, checkpoints)"
+    )
+    if holder is not None:
+        print(f"a driver (pid {holder.pid} on {holder.host}) is running: this is a snapshot")
+    folder = shlex.quote(str(done.root.parent))
+    print(f"report: faerec-study report {store.name} --studies-dir {folder}")
     return 0
 
 

@@ -18,11 +18,13 @@ No Ray and no torch here; Optuna only inside :func:`open_storage`.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
 import json
 import math
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from faerec.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
+from faerec.atomic import TEMPORARY, write_bytes_atomic, write_json_atomic, write_text_atomic
 from faerec.errors import DataError, FaerecError
 from faerec.results import EPOCHS_COUNTED_FROM, RunResult
 from faerec.run_progress import say
@@ -46,6 +48,7 @@ __all__ = [
     "TrialCounts",
     "check_folder_writable",
     "count_trials",
+    "export_study",
     "list_studies",
     "open_storage",
     "optuna_study_name",
@@ -111,6 +114,9 @@ FINISHED_STATES = ("COMPLETE", "PRUNED", "FAIL")
 TRIAL_STATES = (*FINISHED_STATES, "RUNNING")
 EPOCH_COLUMNS_HEAD = ("trial", "epoch", "loss")
 EPOCH_COLUMNS_TAIL = ("seconds", "cpu_seconds", "w_item", "w_feat")
+#: what a study folder holds only for work in progress (the driver's lock, Ray Tune's resume
+#: state and trial checkpoints, a final run's checkpoint): an export leaves these out
+RESUME_STATE = (LOCK_FILE, "cells/*/tune", "cells/*/final/*.ckpt")
 SEED_FILE = re.compile(r"^seed_(-?\d+)\.json$")
 #: a searched cell's preset retrained on a final seed (faerec.study.reference)
 REFERENCE_SEED_FILE = re.compile(r"^reference_seed_(-?\d+)\.json$")
@@ -797,3 +803,66 @@ def list_studies(studies_dir: str | Path) -> list[StudyStore]:
     if not folder.is_dir():
         return []
     return [StudyStore(p) for p in sorted(folder.iterdir()) if (p / "study.json").is_file()]
+
+
+@dataclass(frozen=True)
+class Export:
+    """What :func:`export_study` wrote: the new folder, its size, what it left out."""
+
+    root: Path
+    files: int
+    bytes: int
+    left_out: tuple[str, ...]
+
+
+def export_study(source: StudyStore, destination: str | Path, *, replace: bool = False) -> Export:
+    """Copy ``source`` to ``destination/<name>/`` without its :data:`RESUME_STATE`.
+
+    The copy holds everything the report reads and every finished trial and final seed, so it
+    can be archived or committed beside a paper (checkpoints are most of a study's size), and
+    ``resume`` on it runs only what is missing. The copy is made in a temporary folder and
+    renamed into place, so an interrupted export leaves no half-written study; with ``replace``
+    an earlier export is swapped out only once the new one is complete.
+    """
+    source.load_study_json()  # exit 2 unless it is a study
+    target = Path(destination).resolve() / source.name
+    if target == source.root or source.root in target.parents:
+        raise FaerecError(
+            f"{target}: an export must go outside the study it copies ({source.root})",
+            exit_code=2,
+        )
+    if target.exists() and not replace:
+        raise FaerecError(
+            f"{target}: already exists; pass --replace to overwrite an earlier export",
+            exit_code=2,
+        )
+    if target.exists() and not (target / "study.json").is_file():
+        raise FaerecError(
+            f"{target}: exists and holds no study; an export only replaces an earlier export",
+            exit_code=2,
+        )
+    left_out: list[str] = []
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        relative = Path(folder).relative_to(source.root)
+        skipped = {
+            name
+            for name in names
+            if any(fnmatch.fnmatch((relative / name).as_posix(), p) for p in RESUME_STATE)
+        }
+        left_out.extend((relative / name).as_posix() for name in sorted(skipped))
+        # a running driver's half-written temporaries (its finished files are replaced whole)
+        return skipped | set(fnmatch.filter(names, TEMPORARY))
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{source.name}.export-", dir=target.parent))
+    try:
+        shutil.copytree(source.root, staging / source.name, ignore=ignore)
+        if target.exists():
+            old = staging / "previous"
+            os.replace(target, old)
+        os.replace(staging / source.name, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    files = [p for p in target.rglob("*") if p.is_file()]
+    return Export(target, len(files), sum(p.stat().st_size for p in files), tuple(left_out))

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from report_fixtures import SimulatedData, make_study_store, simulated_run
+from scipy.stats import ttest_rel
 
 from faerec.atomic import write_json_atomic
 from faerec.cli import main as cli_main
@@ -27,7 +28,8 @@ from faerec.report.document import (
     build_document,
 )
 from faerec.report.load import load_study
-from faerec.report.tables import build_model, convergence_note, fmt_param
+from faerec.report.stats import format_p
+from faerec.report.tables import build_model, convergence_note, fmt_change, fmt_param
 from faerec.results import EpochReport, RunResult
 from faerec.study.store import CellStore, count_trials
 
@@ -159,6 +161,68 @@ def test_headline_value_is_the_mean_and_spread_over_seeds(document: Document, re
     ]["value"]
     cell = _table(document, "headline").rows[0].cells[6]  # SASRec, tail items, NDCG@10
     assert cell.value == f"{pick.mean():.4f}" and cell.spread == f"{pick.std():.4f}"
+
+
+def _overall_ndcg10(report: Path, study: str, method: str) -> pd.Series:
+    tidy = pd.read_csv(report / "results.csv")
+    return tidy[
+        (tidy.study == study)
+        & (tidy.method == method)
+        & (tidy.split == "test")
+        & (tidy.group == "overall")
+        & (tidy.metric == "ndcg")
+        & (tidy.k == 10)
+    ].set_index("seed")["value"]
+
+
+def test_gains_table_has_a_row_per_faerec_row_of_each_dataset_and_backbone(
+    document: Document,
+) -> None:
+    table = _table(document, "gains")
+    assert [tuple(c.value for c in r.cells[:3]) for r in table.rows] == [
+        ("ML-100K", "SASRec", "FAERec, paper defaults"),
+        ("ML-100K", "SASRec", "FAERec, tuned"),
+        ("ML-100K", "LRURec", "FAERec, paper defaults"),
+        ("Beauty", "SASRec", "FAERec, paper defaults"),
+    ]
+    assert [s.label for s in table.spans[0][1:]] == [
+        "Overall, NDCG@10",
+        "Head items, NDCG@10",
+        "Tail items, NDCG@10",
+        "Epochs, by seed",
+        "Time per run",
+    ]
+
+
+def test_gains_are_the_change_of_the_mean_and_a_paired_t_test_over_seeds(
+    document: Document, report: Path
+) -> None:
+    backbone = _overall_ndcg10(report, "ml-lrurec", "backbone")
+    faerec = _overall_ndcg10(report, "ml-lrurec", "faerec")
+    row = next(r for r in _table(document, "gains").rows if r.cells[1].value == "LRURec")
+    assert row.cells[3].value == fmt_change(faerec.mean() / backbone.mean() - 1)
+    assert row.cells[4].value == format_p(ttest_rel(faerec, backbone[faerec.index]).pvalue)
+    assert row.cells[5].value  # the per-user test ran
+
+
+def test_gains_give_each_final_runs_epochs_and_flag_the_unconverged(
+    document: Document, studies: list[Path]
+) -> None:
+    row = next(r for r in _table(document, "gains").rows if r.cells[1].value == "LRURec")
+    cells = {
+        c: CellStore(studies[1] / "cells" / f"ml-100k__lrurec__{c}") for c in ("backbone", "faerec")
+    }
+    epochs = {
+        c: " / ".join(str(r.epochs_trained) for _, r in sorted(s.read_seeds().items()))
+        for c, s in cells.items()
+    }
+    assert (row.cells[12].value, row.cells[13].value) == (epochs["backbone"], epochs["faerec"])
+    assert (row.cells[12].notes, row.cells[13].notes) == ("", MARK_NOT_CONVERGED)
+
+
+def test_a_report_of_one_dataset_and_backbone_has_no_gains_table(studies: list[Path]) -> None:
+    document = build_document(build_model([load_study(studies[1])]), {})
+    assert all(t.kind != "gains" for t in document.tables())
 
 
 def test_every_format_shows_the_headline_numbers(document: Document, report: Path) -> None:

@@ -17,8 +17,10 @@ from typing import Protocol
 from faerec.report.stats import USER_TEST_GROUPS, TestOutcome, format_p
 from faerec.report.tables import (
     HEADLINE_LABELS,
+    MAIN_GROUPS,
     TESTED_KINDS,
     CellCost,
+    CellGain,
     Column,
     Headline,
     ReportModel,
@@ -26,6 +28,7 @@ from faerec.report.tables import (
     SearchSummary,
     TableCell,
     backbone_label,
+    convergence_note,
     dataset_label,
     final_seed_rows,
     flat_config,
@@ -39,6 +42,7 @@ from faerec.report.tables import (
     study_wall_seconds,
     trial_counts_text,
 )
+from faerec.results import RunResult
 from faerec.study.sessions import active_seconds
 from faerec.text import plural
 
@@ -491,6 +495,67 @@ def headline_table(model: ReportModel, headline: Headline, numbers: _Numbers) ->
     )
 
 
+def _runs_text(runs: Sequence[RunResult]) -> Cell:
+    """Each run's epochs trained, by seed; a run that may not have converged is marked."""
+    flagged = any(convergence_note(r) for r in runs)
+    epochs = " / ".join(str(r.epochs_trained) for r in runs)
+    return Cell(epochs, notes=MARK_NOT_CONVERGED if flagged else "")
+
+
+def _mean_time(runs: Sequence[RunResult]) -> Cell:
+    return Cell(fmt_duration(sum(r.seconds for r in runs) / len(runs)) if runs else DASH)
+
+
+def gains_table(gains: Sequence[CellGain], numbers: _Numbers) -> Table | None:
+    """FAERec against the backbone, one row per dataset, backbone and FAERec row: the table
+    across cells, so shown only when the report holds more than one (dataset, backbone)."""
+    if len({(g.dataset, g.backbone) for g in gains}) < 2:
+        return None
+    groups = [g for g in MAIN_GROUPS if any(g in gain.cells for gain in gains)]
+    rows = []
+    for gain in gains:
+        cells = [
+            Cell(dataset_label(gain.dataset)),
+            Cell(backbone_label(gain.backbone)),
+            Cell(HEADLINE_LABELS[gain.kind]),
+        ]
+        for group in groups:
+            cell = gain.cells.get(group)
+            if cell is None:
+                cells += [Cell(DASH)] * 3
+                continue
+            cells += [Cell(fmt_change(cell.rel_change)), _p_cell(cell.t_test)]
+            cells.append(_p_cell(cell.wilcoxon))
+        cells += [_runs_text(gain.backbone_runs), _runs_text(gain.faerec_runs)]
+        cells += [_mean_time(gain.backbone_runs), _mean_time(gain.faerec_runs)]
+        rows.append(Row(cells))
+    metric = gains[0].metric_label
+    spans = (
+        [Span("", 3)]
+        + [Span(f"{group_label(g)}, {metric}", 3) for g in groups]
+        + [Span("Epochs, by seed", 2), Span("Time per run", 2)]
+    )
+    flagged = any(c.notes for row in rows for c in row.cells)
+    return Table(
+        kind="gains",
+        key="gains",
+        caption=f"FAERec against the backbone in each dataset and backbone, test {metric}: "
+        "change of the mean over seeds, paired t-test over seeds (t) and Wilcoxon signed-rank "
+        "test over per-user scores within the group's users (W); bold: p < 0.05, not corrected "
+        "for multiple comparisons. Epochs: each final run's epochs trained, by seed (counted "
+        "from 1, the last ones without improvement included); time: mean wall time of a final "
+        "run (on a shared machine it includes others' use of the cores).",
+        header=["Dataset", "Backbone", "FAERec"]
+        + ["Change", "p (t)", "p (W)"] * len(groups)
+        + ["Backbone", "FAERec", "Backbone", "FAERec"],
+        rows=rows,
+        spans=[spans],
+        notes=not_converged_note(flagged),
+        stub=3,
+        number=numbers.next_table(),
+    )
+
+
 # --- search details --------------------------------------------------------------------------
 
 
@@ -843,9 +908,9 @@ def build_document(model: ReportModel, figures: Mapping[str, _FigureInfo]) -> Do
         banners.append(Banner("Check before comparing numbers", list(model.warnings)))
     headline = None
     if model.headline is not None:
-        headline = Part(
-            "Headline results", "headline", 2, [headline_table(model, model.headline, numbers)]
-        )
+        top: list[Block] = [headline_table(model, model.headline, numbers)]
+        gains = gains_table(model.gains, numbers)
+        headline = Part("Headline results", "headline", 2, top + ([gains] if gains else []))
     parts = [_protocol(model, numbers)]
     for section in model.sections:
         blocks: list[Block] = list(result_table(section.main, section.anchor, numbers))

@@ -795,6 +795,56 @@ def build_headline(
     )
 
 
+@dataclass
+class CellGain:
+    """FAERec against the plain backbone in one (dataset, backbone) block of the headline: the
+    change of the headline metric in each user group, with its tests, and what the runs took."""
+
+    dataset: str
+    backbone: str
+    #: "defaults" | "tuned" (HEADLINE_KINDS)
+    kind: str
+    #: the FAERec row's cell at the headline's first metric and cut-off, by user group
+    cells: dict[str, TableCell]
+    metric_label: str
+    #: the final runs of the backbone row and of the FAERec row, by seed
+    backbone_runs: list[RunResult]
+    faerec_runs: list[RunResult]
+
+
+def cell_gains(studies: list[StudyRecord], headline: Headline | None) -> list[CellGain]:
+    """One entry per FAERec row of the headline whose block has a backbone row too."""
+    if headline is None:
+        return []
+    records = {(c.study, c.cell_id): c for study in studies for c in study.cells}
+    firsts: dict[str, Column] = {}
+    for column in headline.columns:
+        firsts.setdefault(column.group, column)
+    gains = []
+    for dataset, backbone in headline.blocks:
+        base = headline.rows.get((dataset, backbone, "backbone"))
+        for kind in HEADLINE_KINDS[1:]:
+            row = headline.rows.get((dataset, backbone, kind))
+            if base is None or row is None:
+                continue
+            gains.append(
+                CellGain(
+                    dataset=dataset,
+                    backbone=backbone,
+                    kind=kind,
+                    cells={g: row.cells[c] for g, c in firsts.items() if c in row.cells},
+                    metric_label=next(iter(firsts.values())).metric_label,
+                    backbone_runs=_runs(records[(base.study, base.cell_id)]),
+                    faerec_runs=_runs(records[(row.study, row.cell_id)]),
+                )
+            )
+    return gains
+
+
+def _runs(cell: CellRecord) -> list[RunResult]:
+    return [result for _, result in sorted(cell.finals.items())]
+
+
 # --- convergence and cost --------------------------------------------------------------------
 
 
@@ -1344,6 +1394,8 @@ class ReportModel:
     #: the cut-off of the headline table (and of single-value summaries such as final seeds)
     headline_k: int = HEADLINE_K
     headline: Headline | None = None
+    #: FAERec against the backbone per headline block (shown when there are several blocks)
+    gains: list[CellGain] = field(default_factory=list)
     not_converged: list[NotConverged] = field(default_factory=list)
     costs: list[CellCost] = field(default_factory=list)
 
@@ -1416,6 +1468,7 @@ def build_model(
         metrics=chosen_metrics,
         headline_k=headline_ks[0],
         headline=headline,
+        gains=cell_gains(studies, headline),
         not_converged=not_converged_runs(studies),
         costs=cell_costs(searches, studies),
     )

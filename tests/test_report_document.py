@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -29,7 +30,13 @@ from faerec.report.document import (
 )
 from faerec.report.load import load_study
 from faerec.report.stats import format_p
-from faerec.report.tables import build_model, convergence_note, fmt_change, fmt_param
+from faerec.report.tables import (
+    build_model,
+    convergence_note,
+    fmt_change,
+    fmt_param,
+    study_wall_seconds,
+)
 from faerec.results import EpochReport, RunResult
 from faerec.study.store import CellStore, count_trials
 
@@ -457,6 +464,19 @@ def test_cpu_hours_say_which_share_of_the_epochs_recorded_them(document: Documen
 def test_study_wall_time_comes_from_study_json(report: Path) -> None:
     md = (report / "report.md").read_text()
     assert "**Study wall time (ml-sasrec):** 1 h 30 min" in md
+
+
+def test_a_snapshot_of_a_running_study_has_its_wall_time_to_the_last_sign_of_life(
+    tmp_path: Path,
+) -> None:
+    root = make_study_store(tmp_path / "studies", "running", methods=("backbone",), searched=())
+    meta = json.loads((root / "study.json").read_text())
+    meta["updated"] = meta["created"]  # a running driver writes `updated` only when it stops
+    write_json_atomic(root / "study.json", meta)
+    created = datetime.fromisoformat(meta["created"])
+    alive = {"started": meta["created"], "last_seen": str(created + timedelta(minutes=75))}
+    write_json_atomic(root / "sessions.json", [alive])
+    assert study_wall_seconds(load_study(root)) == 75 * 60
 
 
 def test_study_running_time_sums_the_driver_sessions_without_the_pause(report: Path) -> None:

@@ -30,6 +30,7 @@ from faerec.report.stats import (
 from faerec.results import RunResult
 from faerec.study.lock import StudyLock
 from faerec.study.reference import DEFAULTS_SUFFIX, reference_method
+from faerec.study.sessions import last_seen
 from faerec.study.store import TrialCounts, count_trials
 from faerec.text import plural
 
@@ -957,13 +958,15 @@ def _cpu_time(cell: CellRecord) -> dict[str, Any]:
 
 
 def study_wall_seconds(study: StudyRecord) -> float | None:
-    """study.json ``created`` to ``updated`` (pauses between a stop and its resume included)."""
+    """study.json ``created`` to ``updated``, or to the drivers' last sign of life when later
+    (a snapshot of a running study); pauses between a stop and its resume included."""
     try:
         created = datetime.fromisoformat(str(study.meta["created"]))
         updated = datetime.fromisoformat(str(study.meta["updated"]))
     except (KeyError, ValueError):
         return None
-    return max(0.0, (updated - created).total_seconds())
+    end = max(updated, last_seen(study.sessions) or updated)
+    return max(0.0, (end - created).total_seconds())
 
 
 # --- header: studies, protocol, datasets, environment ---------------------------------------

@@ -59,6 +59,19 @@ def session_seconds(session: dict[str, Any]) -> float | None:
         return None
 
 
+def last_seen(sessions: list[dict[str, Any]]) -> datetime | None:
+    """The latest end or sign of life of any session (None: no readable time). A running
+    driver writes study.json's ``updated`` only when it stops, so a snapshot of a running
+    study ends here, not at ``updated``."""
+    times = []
+    for session in sessions:
+        with contextlib.suppress(ValueError, TypeError):
+            end = session.get("ended") or session.get("last_seen")
+            if end:
+                times.append(datetime.fromisoformat(str(end)))
+    return max(times, default=None)
+
+
 def active_seconds(sessions: list[dict[str, Any]]) -> float | None:
     """Seconds the study's drivers ran, pauses excluded (None: no readable session)."""
     spans = [s for s in (session_seconds(x) for x in sessions) if s is not None]

@@ -173,7 +173,12 @@ class TrainConfig:
     weight_decay: float = _doc("Adam weight decay", default=0.0)
     batch_size: int = _doc("training sequences per batch", default=256)
     max_epochs: int = _doc("upper bound on training epochs", default=500)
-    patience: int = _doc("validations without improvement before stopping", default=10)
+    patience: int = _doc(
+        "validations without improvement before stopping; with FAERec's cosine curriculum, "
+        "fewer epochs than faerec.period can stop a run inside a curriculum cycle, and the "
+        "report flags such runs (docs/results.md)",
+        default=10,
+    )
     eval_start_epoch: int = _doc(
         "first epoch (0-based) at which validation runs; the official star_test S means S + 1 "
         "(the official code validates when epoch > S). If max_epochs ends earlier, only the "

@@ -12,6 +12,7 @@ import math
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -344,13 +345,15 @@ def test_importances_on_fewer_than_ten_trials_carry_a_note(report: Path) -> None
 # --- convergence ----------------------------------------------------------------------------
 
 
-def _run(stop: str, best_epoch: int, validated: list[int]) -> RunResult:
+def _run(
+    stop: str, best_epoch: int, validated: list[int], config: dict[str, Any] | None = None
+) -> RunResult:
     history = [
         EpochReport(e, 1.0, {}, {"ndcg@10": 0.1} if e in validated else None, 0.1, 0, 1.0)
         for e in range(max(validated) + 1)
     ]
     return RunResult(
-        config={},
+        config=config or {},
         best_epoch=best_epoch,
         best_value=0.1,
         select_metric="ndcg@10",
@@ -376,6 +379,29 @@ def test_a_best_epoch_at_the_last_validated_epoch_is_not_converged() -> None:
 
 def test_an_early_stopped_run_past_its_best_epoch_is_converged() -> None:
     assert convergence_note(_run("early_stopping", 2, [0, 1, 2, 3, 4, 5])) == ""
+
+
+def _cosine(period: int, w_min: float = 0.3) -> dict[str, Any]:
+    faerec = {"enabled": True, "curriculum": "cosine", "period": period, "w_min": w_min}
+    return {"faerec": faerec | {"w_max": 1.0, "align_weight": 0.2, "item_align": True}}
+
+
+def test_early_stopping_within_a_curriculum_period_of_the_best_epoch_is_not_converged() -> None:
+    # best epoch 4 (0-based 3), stopped 10 validations later, with a 25-epoch cosine cycle: the
+    # curriculum had not come back round, and a longer run can climb again (Yelp, SASRec).
+    note = convergence_note(_run("early_stopping", 3, list(range(14)), _cosine(25)))
+    assert note == (
+        "early stopping ended it 10 epochs after its best, within one curriculum period (25 epochs)"
+    )
+
+
+def test_early_stopping_a_full_curriculum_period_after_the_best_epoch_is_converged() -> None:
+    assert convergence_note(_run("early_stopping", 3, list(range(29)), _cosine(25))) == ""
+
+
+def test_a_curriculum_that_does_not_move_the_weights_never_flags_a_run() -> None:
+    flat = _cosine(25, w_min=1.0)
+    assert convergence_note(_run("early_stopping", 3, list(range(14)), flat)) == ""
 
 
 def test_banner_lists_every_run_that_did_not_converge(document: Document) -> None:

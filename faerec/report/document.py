@@ -305,8 +305,9 @@ def not_converged_note(rows_flagged: bool) -> list[str]:
     if not rows_flagged:
         return []
     return [
-        f"{MARK_NOT_CONVERGED} not converged: at least one final seed stopped by max_epochs or "
-        "had its best epoch at its last validated epoch (listed at the top)."
+        f"{MARK_NOT_CONVERGED} not converged: at least one final seed stopped by max_epochs, had "
+        "its best epoch at its last validated epoch, or was stopped early within one curriculum "
+        "period of its best epoch (listed at the top)."
     ]
 
 
@@ -890,8 +891,8 @@ def not_converged_banner(model: ReportModel) -> Banner | None:
         return None
     return Banner(
         f"Not converged ({MARK_NOT_CONVERGED} in the tables): "
-        f"{plural(len(model.not_converged), 'final run')} stopped by max_epochs or had the best "
-        "epoch at the last validated epoch; more epochs may change these numbers",
+        f"{plural(len(model.not_converged), 'final run')} may have stopped too soon (each "
+        "with its reason); more epochs may change these numbers",
         [
             f"{n.label} ({n.study}/{n.cell_id}), seed {n.seed}: {n.reason}"
             for n in model.not_converged

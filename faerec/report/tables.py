@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -851,7 +851,9 @@ def _runs(cell: CellRecord) -> list[RunResult]:
 
 def convergence_note(result: RunResult) -> str:
     """Why a final run may not have converged ("" when it stopped early on a past best epoch):
-    it stopped at max_epochs, or its best epoch is its last validated epoch."""
+    it stopped at max_epochs, its best epoch is its last validated epoch, or early stopping
+    ended it within one period of a cosine curriculum after its best epoch, before the
+    curriculum's weights came back round (docs/results.md: such a run can climb again)."""
     validated = [h.epoch for h in result.history if h.valid is not None]
     last = max(validated) if validated else result.epochs_trained - 1
     reasons = []
@@ -859,7 +861,26 @@ def convergence_note(result: RunResult) -> str:
         reasons.append(f"stopped by max_epochs after {plural(result.epochs_trained, 'epoch')}")
     if result.best_epoch >= last:
         reasons.append(f"its best epoch ({result.best_epoch + 1}) is its last validated epoch")
+    period = curriculum_period(result.config)
+    if result.stop_reason == "early_stopping" and period and last - result.best_epoch < period:
+        reasons.append(
+            f"early stopping ended it {plural(last - result.best_epoch, 'epoch')} after its best, "
+            f"within one curriculum period ({period} epochs)"
+        )
     return "; ".join(reasons)
+
+
+def curriculum_period(config: Mapping[str, Any]) -> int | None:
+    """The period of a run's cosine curriculum when it moves the loss weights, else None."""
+    faerec = config.get("faerec") or {}
+    moves = (
+        faerec.get("enabled")
+        and faerec.get("curriculum") == "cosine"
+        and float(faerec.get("w_min", 1.0)) < float(faerec.get("w_max", 1.0))
+        and float(faerec.get("align_weight", 0.0)) > 0
+        and (faerec.get("item_align") or faerec.get("feature_align"))
+    )
+    return int(faerec["period"]) if moves and faerec.get("period") else None
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -861,7 +861,7 @@ def convergence_note(result: RunResult) -> str:
         reasons.append(f"stopped by max_epochs after {plural(result.epochs_trained, 'epoch')}")
     if result.best_epoch >= last:
         reasons.append(f"its best epoch ({result.best_epoch + 1}) is its last validated epoch")
-    period = curriculum_period(result.config)
+    period = _curriculum_period(result.config)
     if result.stop_reason == "early_stopping" and period and last - result.best_epoch < period:
         reasons.append(
             f"early stopping ended it {plural(last - result.best_epoch, 'epoch')} after its best, "
@@ -870,17 +870,22 @@ def convergence_note(result: RunResult) -> str:
     return "; ".join(reasons)
 
 
-def curriculum_period(config: Mapping[str, Any]) -> int | None:
-    """The period of a run's cosine curriculum when it moves the loss weights, else None."""
-    faerec = config.get("faerec") or {}
+def _curriculum_period(config: dict[str, Any]) -> int | None:
+    """The period of a run's cosine curriculum when it moves the alignment weights, else None
+    (read from the stored config, so a report of an older store needs no config class)."""
+
+    def value(name: str, default: Any = None) -> Any:
+        found = _config_value(config, f"faerec.{name}")
+        return default if found is None else found
+
     moves = (
-        faerec.get("enabled")
-        and faerec.get("curriculum") == "cosine"
-        and float(faerec.get("w_min", 1.0)) < float(faerec.get("w_max", 1.0))
-        and float(faerec.get("align_weight", 0.0)) > 0
-        and (faerec.get("item_align") or faerec.get("feature_align"))
+        value("enabled")
+        and value("curriculum") == "cosine"
+        and float(value("w_min", 1.0)) < float(value("w_max", 1.0))
+        and float(value("align_weight", 0.0)) > 0
+        and (value("item_align") or value("feature_align"))
     )
-    return int(faerec["period"]) if moves and faerec.get("period") else None
+    return int(value("period")) if moves and value("period") else None
 
 
 @dataclass

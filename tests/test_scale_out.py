@@ -221,8 +221,10 @@ class RayHead:
             start_new_session=True,
         )
         if self.process.wait(timeout=120) != 0:
+            self.log.flush()
+            output = (self.temp / "start.log").read_text()  # read before stop() removes it
             self.stop()
-            pytest.fail(f"ray start failed: {(self.temp / 'start.log').read_text()}")
+            pytest.fail(f"ray start failed: {output}")
 
     def stop(self) -> None:
         session = self.process.pid  # the session ray start led: the head's processes

@@ -8,6 +8,8 @@ import io
 import json
 import os
 import signal
+import threading
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -247,6 +249,22 @@ def test_a_first_sigterm_says_what_it_waits_for_and_a_second_stops_now(
         with pytest.raises(StopNow):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGTERM) is not guard._on_signal  # handlers given back
+
+
+def test_a_signal_handled_in_another_thread_stops_the_main_thread(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The handler once ran in a thread Ray had just started; StopNow must still reach the main
+    thread, the one that has to leave, not end the other thread alone."""
+    with InterruptGuard() as guard:
+        guard.interrupted = True  # the first signal came; this is the second
+        other = threading.Thread(target=guard._on_signal, args=(signal.SIGTERM, None))
+        with pytest.raises(StopNow):
+            other.start()
+            other.join()
+            for _ in range(100):  # the main thread runs the handler at its next bytecode
+                time.sleep(0.01)
+    assert capfd.readouterr().err.count("SIGTERM again: stopping now") == 1
 
 
 # --- the searcher ------------------------------------------------------------------------------

@@ -12,10 +12,17 @@ changing a study"). Either way the study ends with exit code 3 (:class:`StudyInt
 Ray's ``ray.init()`` installs SIGTERM handlers of its own (one exits, one aborts) and
 ``ray.shutdown()`` leaves the default, so the driver takes the signals back after both
 (:meth:`InterruptGuard.reinstall`); a SIGTERM during ``ray.init()`` itself stops at once.
+
+The handler acts only in the main thread, the one that must leave. Once in a clean-clone test
+run a second SIGTERM's :class:`StopNow` was raised in a thread Ray Tune had just started (its
+``Thread._bootstrap``), where it was printed and lost while the driver kept waiting; a handler
+that finds itself elsewhere hands the signal to the main thread instead
+(``_thread.interrupt_main``), which runs it again there.
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import signal
@@ -81,6 +88,10 @@ class InterruptGuard:
             signal.signal(signal.SIGTERM, self._on_signal)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if threading.get_ident() != threading.main_thread().ident:
+            # an exception raised here would end only this thread: run again in the main one
+            _thread.interrupt_main(signal.Signals(signum))
+            return
         name = signal.Signals(signum).name
         if self.interrupted:
             _say(f"faerec-study: {name} again: stopping now")

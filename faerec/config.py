@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from faerec.errors import ConfigError
-from faerec.text import did_you_mean
+from faerec.text import did_you_mean, plural
 
 BUNDLED_DATASETS = ("beauty", "yelp", "ml-100k")
 BACKBONES = ("sasrec", "fmlprec", "lrurec", "gru4rec")
@@ -175,8 +176,9 @@ class TrainConfig:
     max_epochs: int = _doc("upper bound on training epochs", default=500)
     patience: int = _doc(
         "validations without improvement before stopping; with FAERec's cosine curriculum, "
-        "fewer epochs than faerec.period can stop a run inside a curriculum cycle, and the "
-        "report flags such runs (docs/results.md)",
+        "fewer epochs than faerec.period can stop a run inside a curriculum cycle: train, "
+        "config, validate and run print a note, and the report flags such runs "
+        "(docs/results.md)",
         default=10,
     )
     eval_start_epoch: int = _doc(
@@ -699,6 +701,54 @@ def preset_notice(config: RunConfig, preset: str) -> str | None:
         "settings (the authors' code defaults); add a preset_as key to its dataset.json or "
         "--set data.preset_as=beauty|yelp|food|generic"
     )
+
+
+def curriculum_period(flat: Mapping[str, Any]) -> int | None:
+    """The period of a run's cosine curriculum when it moves the alignment weights, else None.
+
+    ``flat`` maps dotted keys to values (``flatten(config.to_dict())``, or a stored config
+    flattened: a key missing from an older store counts as off). Validation scores of such a
+    run dip and recover once a period as the weight moves between the two losses
+    (docs/results.md, "The curriculum and early stopping").
+    """
+
+    def value(key: str, default: Any = None) -> Any:
+        found = flat.get(f"faerec.{key}")
+        return default if found is None else found
+
+    moves = (
+        value("enabled")
+        and value("curriculum") == "cosine"
+        and float(value("w_min", 1.0)) < float(value("w_max", 1.0))
+        and float(value("align_weight", 0.0)) > 0
+        and (value("item_align") or value("feature_align"))
+    )
+    return int(value("period")) if moves and value("period") else None
+
+
+def curriculum_notice(config: RunConfig) -> str | None:
+    """The one line a run prints when early stopping waits fewer epochs than its cosine
+    curriculum's period, so it can stop a run in a trough before the next, higher peak (None
+    when max_epochs ends the run within one period of its first validation anyway: the budget
+    binds, not patience)."""
+    period = curriculum_period(flatten(config.to_dict()))
+    waited = config.train.patience * config.train.eval_every
+    validated = config.train.max_epochs - config.train.eval_start_epoch
+    if period is None or waited >= period or validated <= period:
+        return None
+    return (
+        f"note: early stopping waits {plural(waited, 'epoch')} without improvement "
+        f"(train.patience x train.eval_every), fewer than the cosine curriculum's period of "
+        f"{period} (faerec.period): a run can stop in a curriculum trough before its next, "
+        "higher peak; the report flags such runs"
+    )
+
+
+def config_notices(config: RunConfig, preset: str) -> list[str]:
+    """The notes a run prints before it starts (train, config, validate, run): settings that
+    are valid but probably not what the user meant."""
+    notices = (preset_notice(config, preset), curriculum_notice(config))
+    return [notice for notice in notices if notice]
 
 
 def parse_set_arguments(pairs: list[str]) -> dict[str, Any]:

@@ -177,3 +177,20 @@ def test_train_says_1_epoch(tiny_data: Path) -> None:
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
     assert " 1 epoch, " in completed.stdout.splitlines()[0]
+
+
+def test_validate_notes_a_patience_shorter_than_the_curriculum(
+    tmp_path: Path, tiny_data: Path
+) -> None:
+    spec = tmp_path / "short.yaml"
+    spec.write_text(
+        "name: short\ndatasets: [beauty]\nbackbones: [sasrec]\nmethods: [backbone, faerec]\n"
+        "preset: official\n"
+        "fixed: {train.max_epochs: 100, train.eval_start_epoch: 0, train.patience: 5}\n",
+        encoding="utf-8",
+    )
+    completed = cli("validate", str(spec), "--data-dir", str(tiny_data))
+    assert completed.returncode == 0, completed.stderr
+    notes = [line for line in completed.stderr.splitlines() if "early stopping waits" in line]
+    assert len(notes) == 1 and notes[0].endswith("(beauty__sasrec__faerec)")
+    assert "waits 5 epochs" in notes[0] and "period of 30" in notes[0]

@@ -16,6 +16,7 @@ from faerec.config import (
     METHODS,
     PRESET_AS,
     RunConfig,
+    curriculum_notice,
     preset_notice,
     resolve_config,
     resolve_with_sources,
@@ -240,6 +241,60 @@ def test_config_command_names_the_source_of_each_set_key(
     assert lines["preset_as"].endswith(f"# {folder / 'dataset.json'}")
     assert lines["enabled"].endswith("# --method")
     assert "#" not in lines["tau"]  # left at its default
+
+
+# --- patience against the cosine curriculum ---------------------------------------------------
+
+
+def _yelp_faerec(**overrides: object) -> RunConfig:
+    """Yelp x SASRec at its official FAERec preset: cosine curriculum, w_min 0.3, period 25."""
+    return resolve_config(
+        "yelp", "sasrec", "faerec", overrides={"train.max_epochs": 200, **overrides}
+    )
+
+
+def test_patience_shorter_than_the_curriculum_period_is_announced() -> None:
+    notice = curriculum_notice(_yelp_faerec(**{"train.patience": 10}))
+    assert notice is not None and "\n" not in notice
+    assert "waits 10 epochs" in notice and "period of 25" in notice
+
+
+def test_patience_counts_in_epochs_between_validations() -> None:
+    # 5 validations, every 5 epochs: early stopping waits 25 epochs, a whole period
+    config = _yelp_faerec(**{"train.patience": 5, "train.eval_every": 5})
+    assert curriculum_notice(config) is None
+    assert curriculum_notice(_yelp_faerec(**{"train.patience": 5, "train.eval_every": 4}))
+
+
+def test_patience_of_a_whole_period_is_not_announced() -> None:
+    assert curriculum_notice(_yelp_faerec(**{"train.patience": 25})) is None
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"method": "backbone"},
+        {"faerec.curriculum": "constant"},
+        {"faerec.w_min": 1.0},  # w_min = w_max: the weights never move
+        {"train.max_epochs": 25},  # the budget ends the run within one period anyway
+        {"train.eval_start_epoch": 180},  # ... of its first validation
+    ],
+)
+def test_no_announcement_without_a_moving_curriculum_to_wait_for(
+    overrides: dict[str, object],
+) -> None:
+    if overrides.get("method") == "backbone":
+        config = resolve_config("yelp", "sasrec", "backbone", overrides={"train.max_epochs": 200})
+    else:
+        config = _yelp_faerec(**{"train.patience": 10, **overrides})
+    assert curriculum_notice(config) is None
+
+
+def test_config_command_shows_the_patience_note(capsys: pytest.CaptureFixture[str]) -> None:
+    out = _config_output(
+        ["--dataset", "yelp", "--method", "faerec", "--set", "train.max_epochs=200"], capsys
+    )  # official validation starts at epoch 51 (0-based): 149 validated epochs, period 25
+    assert "# note: early stopping waits 10 epochs" in out
 
 
 def test_config_command_shows_the_generic_fallback(

@@ -18,8 +18,8 @@ from typing import Any, TextIO
 from faerec.commands.train import add_cell_arguments
 from faerec.config import (
     RunConfig,
+    config_notices,
     parse_set_arguments,
-    preset_notice,
     resolve_with_sources,
 )
 from faerec.errors import ConfigError
@@ -107,8 +107,7 @@ def write_config_yaml(
         f"method {config.method}, preset {preset}",
         file=stream,
     )
-    notice = preset_notice(config, preset)
-    if notice:
+    for notice in config_notices(config, preset):
         print(f"# {notice}", file=stream)
     for name, value in config.to_dict().items():
         if isinstance(value, dict):

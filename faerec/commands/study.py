@@ -180,17 +180,22 @@ def validate_one(path: str, source: str = "the spec") -> int:
             f"{plural(data.num_items, 'item')}, "
             f"{plural(data.num_interactions, 'interaction')} (checked)"
         )
-    for notice in preset_notices(spec):
+    for notice in cell_notices(spec):
         print(notice, file=sys.stderr)
     return 0
 
 
-def preset_notices(spec: StudySpec) -> list[str]:
-    """One line per dataset whose FAERec cells fall back to the generic preset settings."""
-    from faerec.config import preset_notice
+def cell_notices(spec: StudySpec) -> list[str]:
+    """The notes of the cells' configurations (faerec.config.config_notices), each once, with
+    the cells it concerns: a dataset without preset_as, a patience shorter than a curriculum
+    period. A searched cell is judged at its fixed and preset settings."""
+    from faerec.config import config_notices
 
-    notices = (preset_notice(spec.cell_config(cell), spec.preset) for cell in spec.cells())
-    return list(dict.fromkeys(notice for notice in notices if notice))
+    cells: dict[str, list[str]] = {}
+    for cell in spec.cells():
+        for notice in config_notices(spec.cell_config(cell), spec.preset):
+            cells.setdefault(notice, []).append(cell.cell_id)
+    return [f"{notice} ({', '.join(ids)})" for notice, ids in cells.items()]
 
 
 def summary(spec: StudySpec) -> str:
@@ -242,7 +247,7 @@ def _run(spec: StudySpec, args: argparse.Namespace, store: StudyStore) -> int:
         max_concurrent=args.max_concurrent,
         command=_command_line(args),
     )
-    for notice in preset_notices(spec):
+    for notice in cell_notices(spec):
         say(notice)  # the run's log starts here: timestamped lines
     with StudyLock(store.root, options.command):
         return run_study(spec, options)

@@ -20,8 +20,8 @@ from faerec.config import (
     PRESET_HELP,
     PRESETS,
     RunConfig,
+    config_notices,
     parse_set_arguments,
-    preset_notice,
     resolve_config,
 )
 from faerec.data.check import check_datasets
@@ -88,8 +88,7 @@ def run_train(args: argparse.Namespace) -> int:
     overrides = parse_set_arguments(args.overrides)
     config = resolve_config(args.dataset, args.backbone, args.method, args.preset, overrides)
     check_datasets([config])  # bad data: one FILE:LINE line, before torch loads or files appear
-    notice = preset_notice(config, args.preset)
-    if notice:
+    for notice in config_notices(config, args.preset):
         say(notice)
     problem = selection_problem(config)
     if problem is not None:

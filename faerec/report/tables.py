@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from faerec.config import METHODS, flatten
+from faerec.config import METHODS, curriculum_period, flatten
 from faerec.errors import ConfigError
 from faerec.report.load import CellRecord, StudyRecord, open_optuna_study, tidy_frame
 from faerec.report.stats import (
@@ -861,31 +861,13 @@ def convergence_note(result: RunResult) -> str:
         reasons.append(f"stopped by max_epochs after {plural(result.epochs_trained, 'epoch')}")
     if result.best_epoch >= last:
         reasons.append(f"its best epoch ({result.best_epoch + 1}) is its last validated epoch")
-    period = _curriculum_period(result.config)
+    period = curriculum_period(flatten(result.config))
     if result.stop_reason == "early_stopping" and period and last - result.best_epoch < period:
         reasons.append(
             f"early stopping ended it {plural(last - result.best_epoch, 'epoch')} after its best, "
             f"within one curriculum period ({period} epochs)"
         )
     return "; ".join(reasons)
-
-
-def _curriculum_period(config: dict[str, Any]) -> int | None:
-    """The period of a run's cosine curriculum when it moves the alignment weights, else None
-    (read from the stored config, so a report of an older store needs no config class)."""
-
-    def value(name: str, default: Any = None) -> Any:
-        found = _config_value(config, f"faerec.{name}")
-        return default if found is None else found
-
-    moves = (
-        value("enabled")
-        and value("curriculum") == "cosine"
-        and float(value("w_min", 1.0)) < float(value("w_max", 1.0))
-        and float(value("align_weight", 0.0)) > 0
-        and (value("item_align") or value("feature_align"))
-    )
-    return int(value("period")) if moves and value("period") else None
 
 
 @dataclass

@@ -414,7 +414,10 @@ class StudyFile(Section):
         "Run-configuration keys (the `--set` keys of docs/configuration.md) applied to every "
         "trial and final run of every cell, after the preset. Values are converted to the key's "
         "type (`train.lr: 1e-3` is fine). `method`, `data.dataset` and `model.backbone` are set "
-        "by the cell and cannot be fixed.",
+        "by the cell and cannot be fixed. `validate` and `run` note each FAERec cell whose "
+        "early stopping waits fewer epochs (`train.patience` x `train.eval_every`) than its "
+        "cosine curriculum's period, which can stop its runs in a curriculum trough "
+        '(docs/results.md, "The curriculum and early stopping").',
         default_factory=dict,
         type_text="mapping key → value",
         identity=True,

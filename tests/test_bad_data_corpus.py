@@ -651,7 +651,8 @@ def bad_matrices(draw: st.DrawFn, kind: str) -> bytes:
     if kind == "object":
         return npy_bytes(np.array([[1.0, "a"]] * 4, dtype=object), allow_pickle=True)
     if kind == "dtype":
-        dtype = draw(st.sampled_from([np.int64, np.int8, np.bool_, np.complex64, "U3", "V8"]))
+        dtypes = [np.int64, np.int8, np.bool_, np.complex64, "U3", "V8"]
+        dtype = np.dtype(draw(st.sampled_from(dtypes)))
         return npy_bytes(np.zeros((4, 3), dtype=dtype))
     if kind == "rows":
         rows = draw(st.integers(0, 10).filter(lambda n: n != 4))

@@ -19,7 +19,8 @@ from faerec.study.reference import (
     plan_reference,
     reference_params,
 )
-from faerec.study.spec import StudySpec, parse_spec
+from faerec.study.space import SearchSpace
+from faerec.study.spec import Cell, StudySpec, parse_spec
 from faerec.study.store import CellStore, StudyStore
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -54,8 +55,13 @@ def _spec(tmp_path: Path, text: str = SPEC) -> StudySpec:
     return parse_spec(path)
 
 
-def _faerec_cell(spec: StudySpec) -> object:
+def _faerec_cell(spec: StudySpec) -> Cell:
     return next(c for c in spec.cells() if c.method == "faerec")
+
+
+def _space(cell: Cell) -> SearchSpace:
+    assert cell.space is not None, "the test spec searches the FAERec cell"
+    return cell.space
 
 
 # --- the first trial ---------------------------------------------------------------------------
@@ -64,7 +70,7 @@ def _faerec_cell(spec: StudySpec) -> object:
 def test_reference_params_take_the_preset_values_on_its_branch(tmp_path: Path) -> None:
     spec = _spec(tmp_path)
     cell = _faerec_cell(spec)
-    params, _ = reference_params(cell.space, spec.cell_config(cell).flat())  # type: ignore[attr-defined]
+    params, _ = reference_params(_space(cell), spec.cell_config(cell).flat())
     # official Beauty x SASRec FAERec: dimension gate, tau 0.05, cosine with w_min 0.9
     assert params["faerec.gate"] == "dimension" and params["faerec.tau"] == 0.05
     assert params["faerec.curriculum"] == "cosine" and params["faerec.w_min"] == 0.9
@@ -74,7 +80,7 @@ def test_reference_params_take_the_preset_values_on_its_branch(tmp_path: Path) -
 def test_values_outside_the_space_move_to_the_nearest_and_are_recorded(tmp_path: Path) -> None:
     spec = _spec(tmp_path)
     cell = _faerec_cell(spec)
-    params, adjusted = reference_params(cell.space, spec.cell_config(cell).flat())  # type: ignore[attr-defined]
+    params, adjusted = reference_params(_space(cell), spec.cell_config(cell).flat())
     assert params["faerec.period"] == 10  # preset 30, space [3, 10]
     assert params["model.hidden_dropout"] == 0.3  # preset 0.4 is not an option: the first one
     assert adjusted == {
@@ -87,10 +93,10 @@ def test_the_first_trial_of_a_search_is_the_preset(tmp_path: Path) -> None:
     spec = _spec(tmp_path)
     cell = _faerec_cell(spec)
     study = optuna.create_study(direction="maximize")
-    trial = enqueue_reference(study, spec, cell)  # type: ignore[arg-type]
+    trial = enqueue_reference(study, spec, cell)
     assert trial is not None
     first = study.ask()
-    drawn = cell.space.suggest(first)  # type: ignore[attr-defined]
+    drawn = _space(cell).suggest(first)
     assert drawn == trial.params
     assert first.number == 0 and study.trials[0].user_attrs[REFERENCE_ATTR] == "preset"
     assert study.trials[0].user_attrs[ADJUSTED_ATTR]["faerec.period"] == {
@@ -103,10 +109,10 @@ def test_a_study_with_trials_gets_no_second_reference(tmp_path: Path) -> None:
     spec = _spec(tmp_path)
     cell = _faerec_cell(spec)
     study = optuna.create_study(direction="maximize")
-    assert enqueue_reference(study, spec, cell) is not None  # type: ignore[arg-type]
-    assert enqueue_reference(study, spec, cell) is None  # type: ignore[arg-type]  # still waiting
+    assert enqueue_reference(study, spec, cell) is not None
+    assert enqueue_reference(study, spec, cell) is None  # still waiting
     study.tell(study.ask(), 0.1)
-    assert enqueue_reference(study, spec, cell) is None  # type: ignore[arg-type]  # resumed
+    assert enqueue_reference(study, spec, cell) is None  # resumed
     assert sum(REFERENCE_ATTR in t.user_attrs for t in study.trials) == 1
 
 
@@ -114,7 +120,7 @@ def test_the_grid_sampler_gets_no_reference(tmp_path: Path) -> None:
     text = SPEC.replace("trials: 4\n", "trials: 4\n  sampler: grid\n")
     text = text.split("      faerec.tau")[0] + "scheduler: {type: none}\n"
     spec = _spec(tmp_path, text)
-    assert enqueue_reference(optuna.create_study(), spec, _faerec_cell(spec)) is None  # type: ignore[arg-type]
+    assert enqueue_reference(optuna.create_study(), spec, _faerec_cell(spec)) is None
 
 
 # --- the final-stage row -----------------------------------------------------------------------
@@ -123,8 +129,8 @@ def test_the_grid_sampler_gets_no_reference(tmp_path: Path) -> None:
 def test_reference_runs_use_the_preset_and_the_tuned_seeds(tmp_path: Path) -> None:
     spec = _spec(tmp_path)
     cell = _faerec_cell(spec)
-    cell_store = StudyStore.at(tmp_path / "studies", "ref").cell(cell.cell_id)  # type: ignore[attr-defined]
-    plan = plan_reference(spec, cell, cell_store, [2024, 2025])  # type: ignore[arg-type]
+    cell_store = StudyStore.at(tmp_path / "studies", "ref").cell(cell.cell_id)
+    plan = plan_reference(spec, cell, cell_store, [2024, 2025])
     assert (plan.total, plan.done) == (2, 0)
     seeds = [seed for seed, _, _, _ in plan.missing]
     assert seeds == [2024, 2025]
@@ -137,12 +143,12 @@ def test_reference_runs_use_the_preset_and_the_tuned_seeds(tmp_path: Path) -> No
 def test_reference_runs_on_disk_are_not_planned_again(tmp_path: Path) -> None:
     spec = _spec(tmp_path)
     cell = _faerec_cell(spec)
-    cell_store = StudyStore.at(tmp_path / "studies", "ref").cell(cell.cell_id)  # type: ignore[attr-defined]
+    cell_store = StudyStore.at(tmp_path / "studies", "ref").cell(cell.cell_id)
     cell_store.final_dir.mkdir(parents=True)
     result = json.dumps(real_run("faerec", 2024).to_dict())
     cell_store.reference_json(2024).write_text(result)
     cell_store.seed_json(2025).write_text(result)  # a tuned seed: not a reference
-    plan = plan_reference(spec, cell, cell_store, [2024, 2025])  # type: ignore[arg-type]
+    plan = plan_reference(spec, cell, cell_store, [2024, 2025])
     assert (plan.total, plan.done) == (2, 1)
     assert [seed for seed, _, _, _ in plan.missing] == [2025]
 
@@ -150,8 +156,8 @@ def test_reference_runs_on_disk_are_not_planned_again(tmp_path: Path) -> None:
 def test_final_reference_false_turns_the_row_off(tmp_path: Path) -> None:
     spec = _spec(tmp_path, SPEC.replace("final: {seeds: 2}", "final: {seeds: 2, reference: false}"))
     cell = _faerec_cell(spec)
-    cell_store = StudyStore.at(tmp_path / "studies", "ref").cell(cell.cell_id)  # type: ignore[attr-defined]
-    assert plan_reference(spec, cell, cell_store, [2024]).total == 0  # type: ignore[arg-type]
+    cell_store = StudyStore.at(tmp_path / "studies", "ref").cell(cell.cell_id)
+    assert plan_reference(spec, cell, cell_store, [2024]).total == 0
     assert spec.to_dict()["final"]["reference"] is False
 
 
@@ -223,17 +229,17 @@ def test_a_preset_trial_interrupted_twice_is_retried_as_the_preset(tmp_path: Pat
     cell = _faerec_cell(spec)
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(study_name="cell", storage=storage, direction="maximize")
-    reference = enqueue_reference(study, spec, cell)  # type: ignore[arg-type]
+    reference = enqueue_reference(study, spec, cell)
     assert reference is not None
     numbers = []
     for round_number in (1, 2, 3):
         searcher = StudyOptunaSearch(
-            space=cell.space,  # type: ignore[attr-defined]
+            space=_space(cell),
             metric="objective",
             mode="max",
             storage=storage,
             study_name="cell",
-            cell_id=cell.cell_id,  # type: ignore[attr-defined]
+            cell_id=cell.cell_id,
             sampler_kind="tpe",
             base_seed=0,
             tune_dir=str(tmp_path / "tune"),

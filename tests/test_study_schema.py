@@ -23,6 +23,7 @@ PINNED_HASHES = {
     "beauty.yaml": "c99e6812c7b237f7",
     "breadth-beauty.yaml": "fc36bbea6e62fb05",
     "breadth-beauty-p30.yaml": "bd05bc45a9b1e9e6",
+    "breadth-beauty-sasrec-p30.yaml": "fce9d5338667e26b",
     "breadth-yelp.yaml": "da17d5b030cc5384",
     "breadth-yelp-p30.yaml": "a033414961314813",
     "quick.yaml": "5da44d68055cfe95",
